@@ -1,0 +1,107 @@
+// griffin/kernels/simd.hpp: what every SIMD kernel shares. Kernels are
+// functions templated on an xsimd architecture tag `Arch`; they run a vector
+// loop over `xsimd::batch<float, Arch>` and finish with a scalar tail, so any
+// count and any alignment is valid. Math functors are written once for both a
+// float and a batch (xsimd overloads `exp`, `tanh`, ... for both).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include <xsimd/xsimd.hpp>
+
+namespace griffin {
+
+/// The architecture griffin's kernels use unless told otherwise: the best one
+/// the compiler targets (AVX-512 under -march=native on a Zen 4/5 or newer Xeon).
+using default_arch = xsimd::default_arch;
+
+namespace kernels {
+
+template <class Arch>
+using batch = xsimd::batch<float, Arch>;
+
+/// Lanes of a float batch on `Arch` (16 for AVX-512, 8 for AVX2, 4 for SSE2).
+template <class Arch>
+inline constexpr std::size_t lanes = batch<Arch>::size;
+
+/// Calls `vec(i)` for i = 0, L, 2L, ... while a full batch fits in [0, n), then
+/// `scalar(i)` for each remaining index: the vector loop + scalar tail.
+template <class Arch, class Vec, class Scalar>
+inline void simd_for(std::size_t n, Vec&& vec, Scalar&& scalar) {
+  constexpr std::size_t L = lanes<Arch>;
+  std::size_t i = 0;
+  for (; i + L <= n; i += L) vec(i);
+  for (; i < n; ++i) scalar(i);
+}
+
+/// y[i] = f(x[i]) for i < n; x and y may alias.
+template <class Arch, class F>
+inline void transform(const float* x, float* y, std::size_t n, F f) {
+  simd_for<Arch>(
+      n, [&](std::size_t i) { f(batch<Arch>::load_unaligned(x + i)).store_unaligned(y + i); },
+      [&](std::size_t i) { y[i] = f(x[i]); });
+}
+
+/// z[i] = f(x[i], y[i]) for i < n; z may alias x or y.
+template <class Arch, class F>
+inline void transform(const float* x, const float* y, float* z, std::size_t n, F f) {
+  simd_for<Arch>(
+      n,
+      [&](std::size_t i) {
+        f(batch<Arch>::load_unaligned(x + i), batch<Arch>::load_unaligned(y + i)).store_unaligned(z + i);
+      },
+      [&](std::size_t i) { z[i] = f(x[i], y[i]); });
+}
+
+/// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+/// as torch.nn.functional.gelu(x, approximate="tanh") computes it.
+struct gelu_tanh_fn {
+  template <class T>
+  T operator()(const T& x) const {
+    using std::tanh;
+    using xsimd::tanh;
+    constexpr float beta = 0.7978845608028654f;  // sqrt(2 / pi)
+    constexpr float kappa = 0.044715f;
+    const T inner = beta * (x + kappa * (x * x * x));
+    return 0.5f * x * (1.0f + tanh(inner));
+  }
+};
+
+/// The logistic sigmoid 1 / (1 + exp(-x)).
+struct sigmoid_fn {
+  template <class T>
+  T operator()(const T& x) const {
+    using std::exp;
+    using xsimd::exp;
+    return 1.0f / (1.0f + exp(-x));
+  }
+};
+
+struct multiplies_fn {
+  template <class T>
+  T operator()(const T& x, const T& y) const {
+    return x * y;
+  }
+};
+
+struct plus_fn {
+  template <class T>
+  T operator()(const T& x, const T& y) const {
+    return x + y;
+  }
+};
+
+/// Scalar reference of `transform`: the same functor, one element at a time.
+template <class F>
+inline void transform_scalar(const float* x, float* y, std::size_t n, F f) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+
+template <class F>
+inline void transform_scalar(const float* x, const float* y, float* z, std::size_t n, F f) {
+  for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+}
+
+}  // namespace kernels
+}  // namespace griffin

@@ -1,0 +1,121 @@
+// griffin/recurrent_block.hpp: Griffin's recurrent temporal mixer, matching
+// recurrentgemma torch/modules.py RecurrentBlock.forward:
+//
+//   y = gelu_tanh(linear_y(x))                   # [B, T, E]
+//   x = rg_lru(conv_1d(linear_x(x)))             # [B, T, E]
+//   out = linear_out(x * y)                      # [B, T, D]
+//
+// State per batch row: the conv1d history [tw - 1, E] and the RG-LRU state
+// h [E] (float32); its size does not depend on the sequence length.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "griffin/block_io.hpp"
+#include "griffin/config.hpp"
+#include "griffin/conv1d.hpp"
+#include "griffin/kernels/simd.hpp"
+#include "griffin/linear.hpp"
+#include "griffin/rg_lru.hpp"
+#include "griffin/weights.hpp"
+
+namespace griffin {
+
+struct recurrent_block {
+  static constexpr block_kind kind = block_kind::recurrent;
+  static constexpr char symbol = 'R';
+  /// The reference's module name, as it appears in parameter names.
+  static constexpr const char* reference_name = "recurrent_block";
+
+  struct weights {
+    linear linear_y;    // [E, D] + [E]
+    linear linear_x;    // [E, D] + [E]
+    linear linear_out;  // [D, E] + [D]
+    conv1d::weights conv_1d;
+    ::griffin::rg_lru::weights rg_lru;
+  };
+
+  /// Decode state of all batch rows.
+  struct state {
+    aligned_vector<float> conv1d_state;  // [B, tw - 1, E], oldest input first
+    aligned_vector<float> rg_lru_state;  // [B, E]
+
+    [[nodiscard]] std::size_t bytes() const noexcept {
+      return (conv1d_state.size() + rg_lru_state.size()) * sizeof(float);
+    }
+    /// Forgets batch row b (as at a document start).
+    void reset_row(std::size_t b, std::size_t batch) {
+      auto clear = [&](aligned_vector<float>& v) {
+        const std::size_t n = v.size() / batch;
+        std::fill(v.begin() + static_cast<std::ptrdiff_t>(b * n), v.begin() + static_cast<std::ptrdiff_t>((b + 1) * n), 0.0f);
+      };
+      clear(conv1d_state);
+      clear(rg_lru_state);
+    }
+  };
+
+  /// Loads `<prefix>.{linear_y, linear_x, linear_out, conv_1d, rg_lru}`.
+  static weights load(weight_reader& r, const std::string& prefix, const config& c, std::size_t /*layer*/) {
+    const std::size_t D = c.width, E = c.lru_width;
+    weights w;
+    w.linear_y = linear::load(r, prefix + ".linear_y", E, D, true);
+    w.linear_x = linear::load(r, prefix + ".linear_x", E, D, true);
+    w.linear_out = linear::load(r, prefix + ".linear_out", D, E, true);
+    w.conv_1d = conv1d::load(r, prefix + ".conv_1d", c.conv1d_temporal_width, E);
+    w.rg_lru = ::griffin::rg_lru::load(r, prefix + ".rg_lru", E, c.num_heads);
+    return w;
+  }
+
+  static state make_state(const config& c, std::size_t /*layer*/, std::size_t batch) {
+    return {aligned_vector<float>(batch * (c.conv1d_temporal_width - 1) * c.lru_width, 0.0f),
+            aligned_vector<float>(batch * c.lru_width, 0.0f)};
+  }
+
+  /// Adds the block's output for `normed` [B, T, D] to io.x; reads and writes `st` when given.
+  static void forward(const weights& w, state* st, const float* normed, const block_io& io) {
+    detail::scratch& s = *io.scratch;
+    detail::scratch_frame frame(s);
+    const std::size_t rows = io.rows(), T = io.length, E = w.linear_x.out;
+    const std::size_t tw = w.conv_1d.temporal_width;
+
+    float* y = s.take(rows * E);  // [B, T, E] the GELU branch
+    w.linear_y.forward(normed, y, rows);
+    kernels::transform<default_arch>(y, y, rows * E, kernels::gelu_tanh_fn{});
+
+    float* xb = s.take(rows * E);  // [B, T, E] linear_x, later the RG-LRU output
+    w.linear_x.forward(normed, xb, rows);
+
+    float* xc = s.take(rows * E);  // [B, T, E] conv1d output
+    float* next_history = s.take((tw - 1) * E);
+    for (std::size_t b = 0; b < io.batch; ++b) {
+      float* history = st ? st->conv1d_state.data() + b * (tw - 1) * E : nullptr;
+      const kernels::conv1d_args args{xb + b * T * E, E, history, io.positions(b), w.conv_1d.w.data(), w.conv_1d.b.data(),
+                                      xc + b * T * E, E, T, E, tw};
+      kernels::conv1d<default_arch>(args);
+      if (st) {
+        kernels::conv1d_next_history(args, next_history);
+        std::copy(next_history, next_history + (tw - 1) * E, history);
+      }
+    }
+
+    float* gate_x = s.take(rows * E);
+    float* gate_a = s.take(rows * E);
+    w.rg_lru.input_gate.forward(xc, gate_x, rows);
+    w.rg_lru.a_gate.forward(xc, gate_a, rows);
+    float* fresh = st ? nullptr : s.take(E);
+    for (std::size_t b = 0; b < io.batch; ++b) {
+      float* h = st ? st->rg_lru_state.data() + b * E : std::fill_n(fresh, E, 0.0f) - E;
+      const std::size_t o = b * T * E;
+      kernels::rg_lru<default_arch>({xc + o, gate_x + o, gate_a + o, w.rg_lru.log_a_scale.data(), io.positions(b), h,
+                                     xb + o, E, T, E});
+    }
+
+    kernels::transform<default_arch>(xb, y, xb, rows * E, kernels::multiplies_fn{});
+    w.linear_out.forward(xb, io.x, rows, /*accumulate=*/true);
+  }
+};
+
+}  // namespace griffin
