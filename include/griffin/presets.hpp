@@ -27,16 +27,24 @@ using griffin = cycle_c<N, schedule<R, R, A>>;
 template <std::size_t N>
 using mqa_transformer = cycle_c<N, schedule<G>>;
 
-/// Checks dimensions for a schedule at compile time. On failure the compiler's
-/// note shows which `dimensions_problem` it is (problem_message explains each).
+namespace detail {
+// Instantiated with the problem found, so the compiler's message names it:
+// "required from 'struct dimensions_check<dimensions_problem::width_not_divisible_by_num_heads>'".
+template <dimensions_problem P>
+struct dimensions_check {
+  static_assert(P == dimensions_problem::none,
+                "griffin: these dimensions cannot run this schedule; the dimensions_check<...> above names the problem");
+  static constexpr bool value = P == dimensions_problem::none;
+};
+}  // namespace detail
+
+/// Checks dimensions for a schedule at compile time. On failure the compiler
+/// names the `dimensions_problem` (problem_message explains each).
 template <StaticSchedule S, dimensions D>
 consteval bool check_dimensions() {
   constexpr bool recurrent = count_c<S, recurrent_block> > 0;
   constexpr bool attention = count_c<S, local_attention_block> + count_c<S, global_attention_block> > 0;
-  constexpr dimensions_problem problem = first_problem(D, recurrent, attention);
-  static_assert(problem == dimensions_problem::none,
-                "griffin: these dimensions cannot run this schedule; the note names the problem");
-  return problem == dimensions_problem::none;
+  return detail::dimensions_check<first_problem(D, recurrent, attention)>::value;
 }
 
 /// A schedule with its dimensions, checked at compile time.

@@ -1,0 +1,20 @@
+# Runs the compiler on SOURCE and passes when compilation fails with a
+# diagnostic matching the regex on the file's "// expect: " line.
+file(STRINGS ${SOURCE} expect_line REGEX "^// expect: ")
+if(NOT expect_line)
+  message(FATAL_ERROR "${SOURCE}: no '// expect: REGEX' line")
+endif()
+string(REGEX REPLACE "^// expect: " "" expected "${expect_line}")
+set(include_flags)
+foreach(dir ${INCLUDES})
+  list(APPEND include_flags -I${dir})
+endforeach()
+execute_process(COMMAND ${COMPILER} -std=c++20 -fsyntax-only ${include_flags} ${SOURCE}
+                RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(result EQUAL 0)
+  message(FATAL_ERROR "${SOURCE} compiled, but must not")
+endif()
+if(NOT "${out}${err}" MATCHES "${expected}")
+  message(FATAL_ERROR "${SOURCE} failed to compile, but without a diagnostic matching '${expected}':\n${err}")
+endif()
+message(STATUS "refused as expected: ${expected}")

@@ -1,0 +1,285 @@
+// Every SIMD kernel against its scalar reference, on every architecture the
+// tests are compiled for, over counts around each multiple of the lane count
+// and every misalignment of the pointers; plus worked values of the math.
+#include <array>
+#include <cmath>
+#include <vector>
+
+#include "test_util.hpp"
+
+using namespace griffin;
+using griffin_test::max_abs_diff;
+using griffin_test::rng;
+
+namespace {
+
+// Counts 0 .. 3 lanes + 3: empty, shorter than a batch, exact multiples, tails.
+template <class Arch>
+std::vector<std::size_t> counts() {
+  std::vector<std::size_t> out;
+  for (std::size_t n = 0; n <= 3 * kernels::lanes<Arch> + 3; ++n) out.push_back(n);
+  return out;
+}
+
+// A buffer with `offset` floats of slack in front, so data() + offset is misaligned.
+struct shifted {
+  std::vector<float> storage;
+  std::size_t offset;
+  shifted(std::vector<float> v, std::size_t off) : storage(off, 0.0f), offset(off) {
+    storage.insert(storage.end(), v.begin(), v.end());
+  }
+  float* data() { return storage.data() + offset; }
+  std::span<float> span() { return {storage.data() + offset, storage.size() - offset}; }
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("transform: gelu, sigmoid and binary ops match the scalar reference", Arch, transform_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(1);
+  for (std::size_t n : counts<Arch>())
+    for (std::size_t off = 0; off < kernels::lanes<Arch>; ++off) {
+      CAPTURE(n);
+      CAPTURE(off);
+      shifted x(r.floats(n, 6.0f), off), y(std::vector<float>(n), off), ref(std::vector<float>(n), 0);
+      kernels::transform<Arch>(x.data(), y.data(), n, kernels::gelu_tanh_fn{});
+      kernels::transform_scalar(x.data(), ref.data(), n, kernels::gelu_tanh_fn{});
+      CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-6f);
+      kernels::transform<Arch>(x.data(), y.data(), n, kernels::sigmoid_fn{});
+      kernels::transform_scalar(x.data(), ref.data(), n, kernels::sigmoid_fn{});
+      CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-6f);
+      shifted z(r.floats(n), off);
+      kernels::transform<Arch>(x.data(), z.data(), y.data(), n, kernels::multiplies_fn{});
+      kernels::transform_scalar(x.data(), z.data(), ref.data(), n, kernels::multiplies_fn{});
+      CHECK(max_abs_diff(y.span(), ref.span()) == 0.0f);
+    }
+}
+TEST_CASE_TEMPLATE_APPLY(transform_id, griffin_test::test_archs);
+
+TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride and offset", Arch, matmul_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(2);
+  for (std::size_t K : counts<Arch>())
+    for (std::size_t M : {1u, 2u, 3u, 4u, 5u, 9u})
+      for (std::size_t N : {1u, 3u, 4u, 6u, 9u}) {
+        const std::size_t off = (K + M + N) % kernels::lanes<Arch>;
+        const std::size_t ldx = K + 3, ldy = N + 2;  // strided rows
+        CAPTURE(K);
+        CAPTURE(M);
+        CAPTURE(N);
+        shifted x(r.floats(M * ldx), off), w(r.floats(N * K), off + 1), bias(r.floats(N), off);
+        for (bool accumulate : {false, true})
+          for (bool with_bias : {false, true}) {
+            const auto init = r.floats(M * ldy);
+            shifted y(init, off), ref(init, 0);
+            const float* b = with_bias ? bias.data() : nullptr;
+            kernels::matmul<Arch>({x.data(), M, K, ldx}, kernels::dense<const float>(w.data(), N, K), b,
+                                  {y.data(), M, N, ldy}, accumulate);
+            kernels::matmul_scalar({x.data(), M, K, ldx}, kernels::dense<const float>(w.data(), N, K), b,
+                                   {ref.data(), M, N, ldy}, accumulate);
+            CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-5f);
+          }
+      }
+}
+TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
+
+TEST_CASE_TEMPLATE_DEFINE("dot and axpy match the scalar reference", Arch, dot_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(3);
+  for (std::size_t n : counts<Arch>())
+    for (std::size_t off = 0; off < kernels::lanes<Arch>; ++off) {
+      CAPTURE(n);
+      shifted a(r.floats(n), off), b(r.floats(n), (off * 3) % kernels::lanes<Arch>);
+      CHECK(kernels::dot<Arch>(a.data(), b.data(), n) == doctest::Approx(kernels::dot_scalar(a.data(), b.data(), n)).epsilon(1e-5));
+      const auto init = r.floats(n);
+      shifted y(init, off), ref(init, 0);
+      kernels::axpy<Arch>(0.37f, a.data(), y.data(), n);
+      kernels::axpy_scalar(0.37f, a.data(), ref.data(), n);
+      CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-6f);
+    }
+}
+TEST_CASE_TEMPLATE_APPLY(dot_id, griffin_test::test_archs);
+
+TEST_CASE_TEMPLATE_DEFINE("rms_norm matches the scalar reference, with static and dynamic widths", Arch, rms_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(4);
+  for (std::size_t n : counts<Arch>()) {
+    if (n == 0) continue;
+    for (std::size_t off = 0; off < kernels::lanes<Arch>; ++off) {
+      CAPTURE(n);
+      CAPTURE(off);
+      shifted x(r.floats(n, 3.0f), off), scale(r.floats(n, 0.5f), off), y(std::vector<float>(n), off);
+      std::vector<float> ref(n);
+      kernels::rms_norm<Arch>(x.data(), scale.data(), y.data(), n);
+      kernels::rms_norm_scalar(x.data(), scale.data(), ref.data(), n);
+      CHECK(max_abs_diff(y.span(), ref) <= 2e-6f);
+    }
+  }
+  // fixed<N> and a runtime N take the same code path and give the same bits.
+  const auto x = r.floats(37), scale = r.floats(37);
+  std::vector<float> a(37), b(37);
+  kernels::rms_norm<Arch>(x.data(), scale.data(), a.data(), fixed<37>{});
+  kernels::rms_norm<Arch>(x.data(), scale.data(), b.data(), std::size_t{37});
+  CHECK(a == b);
+}
+TEST_CASE_TEMPLATE_APPLY(rms_id, griffin_test::test_archs);
+
+namespace {
+// Segment positions with document starts at the given indices.
+std::vector<std::int32_t> positions_with_starts(std::size_t T, std::initializer_list<std::size_t> starts,
+                                                std::int32_t first = 7) {
+  std::vector<std::int32_t> pos(T);
+  std::int32_t p = first;
+  for (std::size_t t = 0; t < T; ++t) {
+    for (std::size_t s : starts)
+      if (s == t) p = 0;
+    pos[t] = p++;
+  }
+  return pos;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("conv1d matches the scalar reference with history, resets and any width", Arch, conv_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(5);
+  for (std::size_t E : counts<Arch>())
+    for (std::size_t tw : {1u, 2u, 4u, 5u})
+      for (std::size_t T : {1u, 3u, 9u})
+        for (bool with_history : {false, true}) {
+          CAPTURE(E);
+          CAPTURE(tw);
+          CAPTURE(T);
+          const auto pos = positions_with_starts(T, {2, 7});
+          const std::size_t off = E % kernels::lanes<Arch>;
+          shifted x(r.floats(T * (E + 1)), off), w(r.floats(tw * E), off), b(r.floats(E), off);
+          auto hist = r.floats((tw - 1) * E);
+          shifted out(std::vector<float>(T * E), off);
+          std::vector<float> ref(T * E);
+          kernels::conv1d_args a{x.data(), E + 1, with_history ? hist.data() : nullptr, pos.data(), w.data(), b.data(),
+                                 out.data(), E, T, E, tw};
+          kernels::conv1d<Arch>(a);
+          a.out = ref.data();
+          kernels::conv1d_scalar(a);
+          CHECK(max_abs_diff(out.span(), ref) <= 1e-6f);
+        }
+}
+TEST_CASE_TEMPLATE_APPLY(conv_id, griffin_test::test_archs);
+
+TEST_CASE_TEMPLATE_DEFINE("rg_lru matches the scalar reference through resets", Arch, lru_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(6);
+  for (std::size_t E : counts<Arch>())
+    for (std::size_t T : {1u, 2u, 8u}) {
+      CAPTURE(E);
+      CAPTURE(T);
+      const auto pos = positions_with_starts(T, {1, 5});
+      const std::size_t stride = E + 2, off = (E + T) % kernels::lanes<Arch>;
+      shifted x(r.floats(T * stride, 2.0f), off), gx(r.floats(T * stride, 3.0f), off), ga(r.floats(T * stride, 3.0f), off);
+      std::vector<float> scale(E);
+      for (float& s : scale) s = -8.0f * rg_lru::softplus(r.uniform() * 4.0f);
+      const auto h0 = r.floats(E);
+      shifted h(h0, off), y(std::vector<float>(T * stride), off);
+      std::vector<float> href = h0, yref(T * stride);
+      kernels::rg_lru_args a{x.data(), gx.data(), ga.data(), scale.data(), pos.data(), h.data(), y.data(), stride, T, E};
+      kernels::rg_lru<Arch>(a);
+      a.h = href.data();
+      a.y = yref.data();
+      kernels::rg_lru_scalar(a);
+      CHECK(max_abs_diff(y.span(), yref) <= 1e-5f);
+      CHECK(max_abs_diff(h.span().first(E), href) <= 1e-5f);
+    }
+}
+TEST_CASE_TEMPLATE_APPLY(lru_id, griffin_test::test_archs);
+
+TEST_CASE_TEMPLATE_DEFINE("attention matches the scalar reference over ring buffers, windows and resets", Arch, attn_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(7);
+  for (std::size_t hd : {4u, 8u, 20u, 36u})
+    for (std::size_t window : {1u, 3u, 64u})
+      for (std::size_t past_count : {0u, 2u, 5u}) {
+        CAPTURE(hd);
+        CAPTURE(window);
+        CAPTURE(past_count);
+        const std::size_t T = 6, H = 3, capacity = 5;
+        const auto pos = positions_with_starts(T, {4});
+        const auto q = r.floats(T * H * hd), k = r.floats(T * hd), v = r.floats(T * hd);
+        const auto pk = r.floats(capacity * hd), pv = r.floats(capacity * hd);
+        kernels::kv_history past{pk.data(), pv.data(), std::min(past_count, capacity), 3, capacity, hd};
+        std::vector<float> out(T * H * hd), ref(T * H * hd), scores(capacity + T);
+        kernels::attention_args a{q.data(), k.data(), v.data(), pos.data(), past, out.data(), scores.data(), T, H, hd, window};
+        kernels::attention<Arch>(a);
+        a.out = ref.data();
+        kernels::attention_scalar(a);
+        CHECK(max_abs_diff(out, ref) <= 1e-6f);
+      }
+}
+TEST_CASE_TEMPLATE_APPLY(attn_id, griffin_test::test_archs);
+
+// ---- worked values -------------------------------------------------------
+
+TEST_CASE("math functors give the reference's values") {
+  const kernels::gelu_tanh_fn gelu;
+  CHECK(gelu(0.0f) == 0.0f);
+  CHECK(gelu(1.0f) == doctest::Approx(0.8411920).epsilon(1e-6));  // torch gelu(1., approximate="tanh")
+  CHECK(gelu(-3.0f) == doctest::Approx(-0.0036374).epsilon(1e-4));
+  CHECK(kernels::sigmoid_fn{}(0.0f) == 0.5f);
+  CHECK(rg_lru::softplus(0.0f) == doctest::Approx(std::log(2.0f)));
+  CHECK(rg_lru::softplus(30.0f) == 30.0f);  // torch's threshold: identity above 20
+}
+
+TEST_CASE("rms_norm scales by (1 + scale) with eps 1e-6") {
+  const std::array<float, 4> x{1, 2, 3, 4}, scale{0, 1, -1, 0.5f};
+  std::array<float, 4> y{};
+  kernels::rms_norm_scalar(x.data(), scale.data(), y.data(), 4);
+  const float inv = 1.0f / std::sqrt(7.5f + 1e-6f);  // mean(x^2) = 30 / 4
+  CHECK(y[0] == doctest::Approx(1 * inv));
+  CHECK(y[1] == doctest::Approx(2 * inv * 2));
+  CHECK(y[2] == 0.0f);
+  CHECK(y[3] == doctest::Approx(4 * inv * 1.5));
+}
+
+TEST_CASE("conv1d never looks across a document start (the header's worked example)") {
+  // tw = 4, one channel, w = [w0, w1, w2, w3]: out[t] = b + w3 x[t] + w2 x[t-1] + w1 x[t-2] + w0 x[t-3].
+  const std::array<float, 4> w{1000, 100, 10, 1}, x{1, 2, 3, 4}, hist{5, 6, 7};
+  const float b = 0.5f;
+  const std::array<std::int32_t, 4> pos{5, 6, 0, 1};
+  std::array<float, 4> out{};
+  kernels::conv1d_scalar({x.data(), 1, hist.data(), pos.data(), w.data(), &b, out.data(), 1, 4, 1, 4});
+  CHECK(out[0] == 0.5f + 1 + 10 * 7 + 100 * 6 + 1000 * 5);
+  CHECK(out[1] == 0.5f + 2 + 10 * 1 + 100 * 7 + 1000 * 6);
+  CHECK(out[2] == 0.5f + 3);           // a document starts here
+  CHECK(out[3] == 0.5f + 4 + 10 * 3);  // x[1], x[0] are in the previous document
+  std::array<float, 3> next{};
+  kernels::conv1d_next_history({x.data(), 1, hist.data(), pos.data(), w.data(), &b, out.data(), 1, 4, 1, 4}, next.data());
+  CHECK(next == std::array<float, 3>{0, 3, 4});  // x[1] precedes the last document start
+}
+
+TEST_CASE("rg_lru: a document start drops the state and skips the normalisation") {
+  const float x = 0.7f, gx = 0.3f, ga = -0.2f, scale = -8.0f * rg_lru::softplus(0.5f);
+  const float gate_x = 1 / (1 + std::exp(-gx));
+  CHECK(kernels::rg_lru_step_scalar(x, gx, ga, scale, true, 123.0f) == doctest::Approx(x * gate_x));
+  const float log_a = scale / (1 + std::exp(-ga));
+  const float expected = std::exp(log_a) * 2.0f + x * gate_x * std::sqrt(1 - std::exp(2 * log_a));
+  CHECK(kernels::rg_lru_step_scalar(x, gx, ga, scale, false, 2.0f) == doctest::Approx(expected));
+}
+
+TEST_CASE("RoPE is the identity at position 0, rotates the first half only, and keeps norms") {
+  const std::size_t hd = 8;
+  std::vector<float> inv{1.0f, 0.01f};  // hd / 4 frequencies
+  std::vector<float> v{1, 2, 3, 4, 5, 6, 7, 8};
+  auto u = v;
+  kernels::apply_rope(u.data(), hd, inv.data(), 0);
+  CHECK(u == v);
+  kernels::apply_rope(u.data(), hd, inv.data(), 3);
+  CHECK(u[4] == 5);  // the second half is left alone
+  CHECK(u[7] == 8);
+  // quarters (v0, v2) and (v1, v3) rotate as 2-D pairs: norms kept
+  CHECK(u[0] * u[0] + u[2] * u[2] == doctest::Approx(1 + 9));
+  CHECK(u[0] == doctest::Approx(std::cos(3.0f) - 3 * std::sin(3.0f)));
+}
+
+TEST_CASE("the embedding scale is sqrt(width) rounded to bfloat16") {
+  CHECK(embedder::sqrt_width_scale(2560) == 50.5f);
+  CHECK(embedder::sqrt_width_scale(64) == 8.0f);
+  CHECK(embedder::sqrt_width_scale(4096) == 64.0f);
+}
