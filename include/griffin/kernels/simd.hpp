@@ -30,9 +30,9 @@ inline constexpr std::size_t lanes = batch<Arch>::size;
 template <class Arch, class Vec, class Scalar>
 inline void simd_for(std::size_t n, Vec&& vec, Scalar&& scalar) {
   constexpr std::size_t L = lanes<Arch>;
-  std::size_t i = 0;
-  for (; i + L <= n; i += L) vec(i);
-  for (; i < n; ++i) scalar(i);
+  const std::size_t vector_end = n - n % L;
+  for (std::size_t i = 0; i < vector_end; i += L) vec(i);
+  for (std::size_t i = vector_end; i < n; ++i) scalar(i);
 }
 
 /// y[i] = f(x[i]) for i < n; x and y may alias.
