@@ -176,7 +176,7 @@ class model {
       stack::for_each_state(const_cast<typename stack::states_type&>(layers_), [&](const auto& s) { n += s.bytes(); });
       return n;
     }
-    /// Bytes of the reusable activation buffers kept with the state.
+    /// Bytes of the activation buffers kept with the state for decode steps.
     [[nodiscard]] std::size_t scratch_bytes() const noexcept { return scratch_.bytes(); }
     /// Starts a new document in row b: its next token gets position 0.
     void reset(std::size_t b) {
@@ -344,8 +344,10 @@ class model {
     const std::size_t B = tokens.extent(0), T = tokens.extent(1), D = cfg_.width, V = cfg_.vocab_size;
     check_input(tokens.data(), segment_pos, B, T, st);
 
+    // Decode steps reuse the state's buffers (no allocation once warm); a
+    // longer chunk's buffers are released when it returns.
     detail::scratch local;
-    detail::scratch& s = st ? st->scratch_ : local;
+    detail::scratch& s = st && T == 1 ? st->scratch_ : local;
     detail::scratch_frame frame(s);
     const std::size_t rows = B * T;
     float* x = s.take(rows * D);  // [B, T, D] the residual stream
