@@ -230,7 +230,6 @@ struct local_attention_block {
     std::vector<std::size_t> count;  // [B] rows held (<= W)
     std::vector<std::size_t> start;  // [B] slot of the oldest row
     std::size_t window = 0;
-    std::size_t head_dim = 0;
 
     [[nodiscard]] std::size_t bytes() const noexcept {
       return (keys.size() + values.size()) * sizeof(float) + (count.size() + start.size()) * sizeof(std::size_t);
@@ -245,7 +244,7 @@ struct local_attention_block {
   static state make_state(const config& c, std::size_t /*layer*/, std::size_t batch) {
     const std::size_t W = c.attention_window_size, hd = c.head_dim();
     return {aligned_vector<float>(batch * W * hd, 0.0f), aligned_vector<float>(batch * W * hd, 0.0f),
-            std::vector<std::size_t>(batch, 0), std::vector<std::size_t>(batch, 0), W, hd};
+            std::vector<std::size_t>(batch, 0), std::vector<std::size_t>(batch, 0), W};
   }
 
   static void forward(const weights& w, state* st, const float* normed, const block_io& io) {
@@ -288,7 +287,6 @@ struct global_attention_block {
   struct state {
     std::vector<aligned_vector<float>> keys;    // [B][n, hd]
     std::vector<aligned_vector<float>> values;  // [B][n, hd]
-    std::size_t head_dim = 0;
 
     [[nodiscard]] std::size_t bytes() const noexcept {
       std::size_t n = 0;
@@ -310,8 +308,8 @@ struct global_attention_block {
     return detail::attention_common::load(r, prefix, c, unbounded, bounded ? c.attention_window_size : unbounded);
   }
 
-  static state make_state(const config& c, std::size_t /*layer*/, std::size_t batch) {
-    return {std::vector<aligned_vector<float>>(batch), std::vector<aligned_vector<float>>(batch), c.head_dim()};
+  static state make_state(const config& /*c*/, std::size_t /*layer*/, std::size_t batch) {
+    return {std::vector<aligned_vector<float>>(batch), std::vector<aligned_vector<float>>(batch)};
   }
 
   static void forward(const weights& w, state* st, const float* normed, const block_io& io) {

@@ -37,7 +37,7 @@ struct rg_lru_args {
   std::size_t width = 0;               // E
 };
 
-/// One channel's step, shared by the reference and the SIMD tail.
+/// One channel's step.
 inline float rg_lru_step_scalar(float x, float gx_pre, float ga_pre, float log_a_scale, bool reset, float h) {
   const float gate_x = 1.0f / (1.0f + std::exp(-gx_pre));
   const float gate_a = 1.0f / (1.0f + std::exp(-ga_pre));
@@ -48,17 +48,20 @@ inline float rg_lru_step_scalar(float x, float gx_pre, float ga_pre, float log_a
   return (reset ? 0.0f : a) * h + normalized;
 }
 
+/// One channel's scan through the chunk, shared by the reference and the SIMD tail.
+inline void rg_lru_channel_scalar(const rg_lru_args& a, std::size_t c) {
+  float h = a.h[c];
+  for (std::size_t t = 0; t < a.length; ++t) {
+    const std::size_t i = t * a.stride + c;
+    h = rg_lru_step_scalar(a.x[i], a.gate_x[i], a.gate_a[i], a.log_a_scale[c], a.segment_pos[t] == 0, h);
+    a.y[i] = h;
+  }
+  a.h[c] = h;
+}
+
 /// Scalar reference.
 inline void rg_lru_scalar(const rg_lru_args& a) {
-  for (std::size_t c = 0; c < a.width; ++c) {
-    float h = a.h[c];
-    for (std::size_t t = 0; t < a.length; ++t) {
-      const std::size_t i = t * a.stride + c;
-      h = rg_lru_step_scalar(a.x[i], a.gate_x[i], a.gate_a[i], a.log_a_scale[c], a.segment_pos[t] == 0, h);
-      a.y[i] = h;
-    }
-    a.h[c] = h;
-  }
+  for (std::size_t c = 0; c < a.width; ++c) rg_lru_channel_scalar(a, c);
 }
 
 /// SIMD kernel with the contract of `rg_lru_scalar`.
@@ -86,15 +89,7 @@ inline void rg_lru(const rg_lru_args& a) {
         }
         h.store_unaligned(a.h + c);
       },
-      [&](std::size_t c) {
-        float h = a.h[c];
-        for (std::size_t t = 0; t < a.length; ++t) {
-          const std::size_t i = t * a.stride + c;
-          h = rg_lru_step_scalar(a.x[i], a.gate_x[i], a.gate_a[i], a.log_a_scale[c], a.segment_pos[t] == 0, h);
-          a.y[i] = h;
-        }
-        a.h[c] = h;
-      });
+      [&](std::size_t c) { rg_lru_channel_scalar(a, c); });
 }
 
 }  // namespace kernels
