@@ -2,6 +2,7 @@
 // mismatches, checkpoints, tokens, positions, batch sizes, context lengths.
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "test_util.hpp"
@@ -188,6 +189,8 @@ TEST_CASE("token ids, segment positions, shapes and batch sizes are checked befo
   tensor<std::int32_t> pos({2, 3}, 0);
   pos(0, 1) = -5;
   CHECK(contains(message_of<input_error>([&] { (void)m.forward(tokens, pos); }), "segment_pos -5 at batch row 0, position 1"));
+  pos(0, 1) = std::numeric_limits<std::int32_t>::max();  // the next position would overflow
+  CHECK(contains(message_of<input_error>([&] { (void)m.forward(tokens, pos); }), "segment_pos 2147483647"));
   CHECK(contains(message_of<input_error>([&] { (void)m.forward(tokens, tensor<std::int32_t>({2, 4})); }),
                  "segment_pos has shape [2, 4], tokens [2, 3]"));
   CHECK(contains(message_of<input_error>([&] { (void)m.forward(tensor<std::int32_t>({3})); }), "[batch, length]"));

@@ -99,8 +99,8 @@ struct layer_stack<schedule<Bs...>> {
       (f(I, std::get<I>(w), s ? &std::get<I>(*s) : nullptr), ...);
     }(std::index_sequence_for<Bs...>{});
   }
-  template <class F>
-  static void for_each_state(states_type& s, F&& f) {
+  template <class States, class F>
+  static void for_each_state(States& s, F&& f) {
     std::apply([&](auto&... each) { (f(each), ...); }, s);
   }
 };
@@ -144,8 +144,8 @@ struct layer_stack<dynamic_schedule> {
           },
           w[i]);
   }
-  template <class F>
-  static void for_each_state(states_type& s, F&& f) {
+  template <class States, class F>
+  static void for_each_state(States& s, F&& f) {
     for (auto& each : s) std::visit(f, each);
   }
 };
@@ -173,7 +173,7 @@ class model {
     /// document for global attention.
     [[nodiscard]] std::size_t bytes() const noexcept {
       std::size_t n = next_position_.size() * sizeof(std::int32_t) + doc_tokens_.size() * sizeof(std::size_t);
-      stack::for_each_state(const_cast<typename stack::states_type&>(layers_), [&](const auto& s) { n += s.bytes(); });
+      stack::for_each_state(layers_, [&](const auto& s) { n += s.bytes(); });
       return n;
     }
     /// Bytes of the activation buffers kept with the state for decode steps.
@@ -324,9 +324,9 @@ class model {
         if (id < 0 || static_cast<std::size_t>(id) >= cfg_.vocab_size)
           throw input_error("token id " + std::to_string(id) + " at batch row " + std::to_string(b) + ", position " +
                             std::to_string(t) + " is out of range for vocab_size " + std::to_string(cfg_.vocab_size));
-        if (pos < 0)
+        if (pos < 0 || pos == std::numeric_limits<std::int32_t>::max())
           throw input_error("segment_pos " + std::to_string(pos) + " at batch row " + std::to_string(b) +
-                            ", position " + std::to_string(t) + " is negative");
+                            ", position " + std::to_string(t) + " is outside [0, 2^31 - 1)");
         if (pos == 0) start = static_cast<std::ptrdiff_t>(t);
         const std::size_t earlier = start >= 0 ? t - static_cast<std::size_t>(start) : held + t;
         if (earlier > global_context_)
