@@ -120,11 +120,11 @@ TEST_CASE("weights: missing, misshapen, mistyped and unexpected tensors are name
     return s;
   };
   CHECK(contains(message_of<weight_error>([&] { model<> m(cfg, drop("blocks.1.attention_block.proj_k.weight")); }),
-                 "missing tensor 'blocks.1.attention_block.proj_k.weight' (expected shape [8, 32])"));
+                 "layer 1 (A, attention_block): tensor 'blocks.1.attention_block.proj_k.weight' is missing; expected shape [8, 32]"));
   memory_source reshaped = drop("final_norm.scale");
   reshaped.add("final_norm.scale", {31}, std::vector<float>(31));
   CHECK(contains(message_of<weight_error>([&] { model<> m(cfg, reshaped); }),
-                 "tensor 'final_norm.scale' has shape [31], the config needs [32]"));
+                 "tensor 'final_norm.scale' has shape [31], expected [32]"));
   memory_source extra = drop("");
   extra.add("blocks.2.temporal_pre_norm.scale", {32}, std::vector<float>(32));
   CHECK(contains(message_of<weight_error>([&] { model<> m(cfg, extra); }),

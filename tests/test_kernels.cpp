@@ -56,30 +56,81 @@ TEST_CASE_TEMPLATE_DEFINE("transform: gelu, sigmoid and binary ops match the sca
 }
 TEST_CASE_TEMPLATE_APPLY(transform_id, griffin_test::test_archs);
 
-TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride and offset", Arch, matmul_id) {
-  griffin_test::require_runnable<Arch>();
+namespace {
+
+// Weights stored as T (float, bfloat16 or float16), from floats.
+template <class T>
+std::vector<T> stored_as(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same_v<T, float>) out[i] = v[i];
+    else if constexpr (std::is_same_v<T, bfloat16>) out[i] = {float_to_bf16(v[i])};
+    else out[i] = {float_to_f16(v[i])};
+  }
+  return out;
+}
+
+template <class Arch, class T>
+void check_matmul_for() {
   rng r(2);
   for (std::size_t K : counts<Arch>())
     for (std::size_t M : {1u, 2u, 3u, 4u, 5u, 9u})
-      for (std::size_t N : {1u, 3u, 4u, 6u, 9u}) {
+      for (std::size_t N : {std::size_t{1}, std::size_t{3}, std::size_t{4}, std::size_t{6}, std::size_t{9}, 2 * kernels::lanes<Arch> + 3}) {
         const std::size_t off = (K + M + N) % kernels::lanes<Arch>;
         const std::size_t ldx = K + 3, ldy = N + 2;  // strided rows
         CAPTURE(K);
         CAPTURE(M);
         CAPTURE(N);
-        shifted x(r.floats(M * ldx), off), w(r.floats(N * K), off + 1), bias(r.floats(N), off);
+        shifted x(r.floats(M * ldx), off), bias(r.floats(N), off);
+        // w with one element of slack in front, so every misalignment of T is met
+        const auto w_storage = stored_as<T>(r.floats(N * K + 1));
+        const T* w = w_storage.data() + off % 2;
         for (bool accumulate : {false, true})
-          for (bool with_bias : {false, true}) {
-            const auto init = r.floats(M * ldy);
-            shifted y(init, off), ref(init, 0);
-            const float* b = with_bias ? bias.data() : nullptr;
-            kernels::matmul<Arch>({x.data(), M, K, ldx}, kernels::dense<const float>(w.data(), N, K), b,
-                                  {y.data(), M, N, ldy}, accumulate);
-            kernels::matmul_scalar({x.data(), M, K, ldx}, kernels::dense<const float>(w.data(), N, K), b,
-                                   {ref.data(), M, N, ldy}, accumulate);
-            CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-5f);
-          }
+          for (bool with_bias : {false, true})
+            for (bool in_out : {false, true}) {
+              const auto init = r.floats(M * ldy);
+              shifted y(init, off), ref(init, 0);
+              const float* b = with_bias ? bias.data() : nullptr;
+              const kernels::matrix_view<const float> xv{x.data(), M, K, ldx};
+              if (in_out) {
+                const kernels::matrix_view<const T> wv{w, K, N, N};
+                kernels::matmul_in_out<Arch>(xv, wv, b, {y.data(), M, N, ldy}, accumulate);
+                kernels::matmul_in_out_scalar(xv, wv, b, {ref.data(), M, N, ldy}, accumulate);
+              } else {
+                const kernels::matrix_view<const T> wv{w, N, K, K};
+                kernels::matmul<Arch>(xv, wv, b, {y.data(), M, N, ldy}, accumulate);
+                kernels::matmul_scalar(xv, wv, b, {ref.data(), M, N, ldy}, accumulate);
+              }
+              CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-5f);
+            }
       }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("load_batch converts bf16 and f16 weights exactly at every alignment", Arch, load_id) {
+  griffin_test::require_runnable<Arch>();
+  rng r(12);
+  const auto values = r.floats(3 * kernels::lanes<Arch>, 100.0f);
+  const auto b16 = stored_as<bfloat16>(values);
+  const auto h16 = stored_as<float16>(values);
+  for (std::size_t off = 0; off < kernels::lanes<Arch>; ++off) {
+    alignas(64) float got[kernels::lanes<Arch>];
+    kernels::load_batch<Arch>(b16.data() + off).store_aligned(got);
+    for (std::size_t i = 0; i < kernels::lanes<Arch>; ++i) CHECK(got[i] == kernels::load_scalar(b16.data() + off, i));
+    kernels::load_batch<Arch>(h16.data() + off).store_aligned(got);
+    for (std::size_t i = 0; i < kernels::lanes<Arch>; ++i) CHECK(got[i] == kernels::load_scalar(h16.data() + off, i));
+  }
+  CHECK(kernels::load_scalar(b16.data()) == round_to_bf16(values[0]));
+}
+TEST_CASE_TEMPLATE_APPLY(load_id, griffin_test::test_archs);
+
+TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride, offset, type and layout", Arch,
+                          matmul_id) {
+  griffin_test::require_runnable<Arch>();
+  SUBCASE("f32 weights") { check_matmul_for<Arch, float>(); }
+  SUBCASE("bf16 weights") { check_matmul_for<Arch, bfloat16>(); }
+  SUBCASE("f16 weights") { check_matmul_for<Arch, float16>(); }
 }
 TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
 
@@ -276,6 +327,17 @@ TEST_CASE("RoPE is the identity at position 0, rotates the first half only, and 
   // quarters (v0, v2) and (v1, v3) rotate as 2-D pairs: norms kept
   CHECK(u[0] * u[0] + u[2] * u[2] == doctest::Approx(1 + 9));
   CHECK(u[0] == doctest::Approx(std::cos(3.0f) - 3 * std::sin(3.0f)));
+}
+
+TEST_CASE("float16 and bfloat16 conversions round to nearest even") {
+  CHECK(float_to_f16(1.0f) == 0x3c00);
+  CHECK(float_to_f16(65504.0f) == 0x7bff);       // the largest half
+  CHECK(float_to_f16(65520.0f) == 0x7c00);       // rounds up to infinity
+  CHECK(float_to_f16(5.9604645e-8f) == 0x0001);  // the smallest subnormal
+  CHECK(f16_to_float(0x0001) == 5.9604645e-8f);
+  CHECK(float_to_f16(1.0f + 0x1p-11f) == 0x3c00);  // a tie rounds to even
+  CHECK(float_to_bf16(1.0f + 0x1p-8f) == 0x3f80);
+  CHECK(float_to_bf16(1.0f + 0x1p-8f + 0x1p-12f) == 0x3f81);
 }
 
 TEST_CASE("the embedding scale is sqrt(width) rounded to bfloat16") {

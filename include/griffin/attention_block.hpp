@@ -188,7 +188,7 @@ struct attention_common {
   static void forward(const weights& w, const float* normed, const block_io& io, History history, Append append) {
     detail::scratch& s = *io.scratch;
     detail::scratch_frame frame(s);
-    const std::size_t rows = io.rows(), T = io.length, D = w.proj_q.out, H = w.num_heads, hd = w.head_dim;
+    const std::size_t rows = io.rows(), T = io.length, D = w.proj_q.out(), H = w.num_heads, hd = w.head_dim;
     float* q = s.take(rows * D);   // [B, T, H, hd]
     float* k = s.take(rows * hd);  // [B, T, hd]
     float* v = s.take(rows * hd);  // [B, T, hd]

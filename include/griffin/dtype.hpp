@@ -91,6 +91,47 @@ constexpr float f16_to_float(std::uint16_t h) noexcept {
   return std::bit_cast<float>(sign | ((112u - static_cast<std::uint32_t>(e)) << 23) | ((mantissa & 0x3ffu) << 13));
 }
 
+/// A bfloat16 value as stored in a checkpoint (its bits).
+struct bfloat16 {
+  std::uint16_t bits;
+};
+
+/// An IEEE binary16 value as stored in a checkpoint (its bits).
+struct float16 {
+  std::uint16_t bits;
+};
+
+/// The value of a stored weight element as a float.
+constexpr float to_float(float v) noexcept { return v; }
+constexpr float to_float(bfloat16 v) noexcept { return bf16_to_float(v.bits); }
+constexpr float to_float(float16 v) noexcept { return f16_to_float(v.bits); }
+
+/// The dtype of a weight element type.
+template <class T>
+inline constexpr dtype dtype_of = dtype::f32;
+template <>
+inline constexpr dtype dtype_of<bfloat16> = dtype::bf16;
+template <>
+inline constexpr dtype dtype_of<float16> = dtype::f16;
+
+/// float -> IEEE binary16 bits, rounding to nearest even; overflow gives infinity, NaN stays NaN.
+constexpr std::uint16_t float_to_f16(float f) noexcept {
+  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
+  const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
+  const std::uint32_t abs = u & 0x7fffffffu;
+  if (abs > 0x7f800000u) return sign | 0x7e00u;                  // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;                 // rounds to >= 65520: infinity
+  if (abs < 0x38800000u) {                                       // below the smallest normal half: subnormal
+    const float scaled = std::bit_cast<float>(abs) * 16777216.0f;  // 2^24: units of the smallest subnormal
+    const auto q = static_cast<std::uint32_t>(scaled);
+    const float rest = scaled - static_cast<float>(q);
+    const std::uint32_t r = rest > 0.5f || (rest == 0.5f && (q & 1u)) ? q + 1 : q;
+    return static_cast<std::uint16_t>(sign | r);
+  }
+  const std::uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);  // round the 13 dropped bits to nearest even
+  return static_cast<std::uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
+}
+
 /// Converts `count` elements of type `from` stored (little-endian, any
 /// alignment) in `bytes` to floats. Returns false for a non-float type.
 inline bool convert_to_float(dtype from, const std::byte* bytes, std::size_t count, float* out) noexcept {

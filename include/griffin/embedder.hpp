@@ -19,13 +19,14 @@
 #include "griffin/kernels/matmul.hpp"
 #include "griffin/kernels/simd.hpp"
 #include "griffin/tensor.hpp"
+#include "griffin/weight_matrix.hpp"
 #include "griffin/weights.hpp"
 
 namespace griffin {
 
 struct embedder {
   struct weights {
-    aligned_vector<float> input_embedding;  // [V, D]
+    weight_matrix input_embedding;  // [V, D], out x in: decode maps D -> V
     std::size_t vocab_size = 0;
     std::size_t width = 0;
     bool scale_by_sqrt_dim = false;
@@ -39,27 +40,24 @@ struct embedder {
 
   /// Loads `embedder.input_embedding` [V, D].
   static weights load(weight_reader& r, const config& c) {
-    return {r.load("embedder.input_embedding", {c.vocab_size, c.width}), c.vocab_size, c.width,
-            c.embeddings_scale_by_sqrt_dim, c.logits_soft_cap};
+    return {r.load_matrix("embedder.input_embedding", {c.vocab_size, c.width}, {}, weight_layout::out_in), c.vocab_size,
+            c.width, c.embeddings_scale_by_sqrt_dim, c.logits_soft_cap};
   }
 
   /// x [n, D] = the embeddings of tokens [n]; ids must already be in range.
   static void encode(const weights& w, const std::int32_t* tokens, std::size_t n, float* x) {
     const float scale = sqrt_width_scale(w.width);
     for (std::size_t i = 0; i < n; ++i) {
-      const float* row = w.input_embedding.data() + static_cast<std::size_t>(tokens[i]) * w.width;
       float* out = x + i * w.width;
+      w.input_embedding.row_to_float(static_cast<std::size_t>(tokens[i]), out);
       if (w.scale_by_sqrt_dim)
-        kernels::transform<default_arch>(row, out, w.width, [scale](auto e) { return e * scale; });
-      else
-        std::copy(row, row + w.width, out);
+        kernels::transform<default_arch>(out, out, w.width, [scale](auto e) { return e * scale; });
     }
   }
 
   /// logits [n, V] = x [n, D] (row stride ldx) @ input_embedding^T, soft-capped.
   static void decode(const weights& w, const float* x, std::size_t ldx, std::size_t n, float* logits) {
-    kernels::matmul<default_arch>({x, n, w.width, ldx}, kernels::dense(w.input_embedding.data(), w.vocab_size, w.width),
-                                  nullptr, kernels::dense(logits, n, w.vocab_size));
+    w.input_embedding.apply<default_arch>(x, ldx, nullptr, logits, w.vocab_size, n);
     if (w.logits_soft_cap > 0.0f) {
       const float c = w.logits_soft_cap;
       kernels::transform<default_arch>(logits, logits, n * w.vocab_size, [c](auto l) {

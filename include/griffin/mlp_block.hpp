@@ -2,9 +2,9 @@
 // recurrentgemma torch/modules.py MLPBlock.forward:
 //   out = ffw_up(x)                       # [2, rows, F]
 //   y   = ffw_down(gelu_tanh(out[0]) * out[1])
-// ffw_up is stored [2, D, F] (in x out); griffin keeps the two halves as
-// nn.Linear-style [F, D] matrices: `gate` (index 0, through the GELU) and `up`
-// (index 1, the linear branch), the names transformers uses.
+// ffw_up is stored [2, D, F] (in x out): `gate` is half 0 (through the GELU),
+// `up` half 1 (the linear branch), the names transformers uses (where each is
+// stored [F, D]). Either is used in place.
 #pragma once
 
 #include <cstddef>
@@ -19,26 +19,18 @@ namespace griffin {
 
 struct mlp_block {
   struct weights {
-    linear gate;  // [F, D] + [F]: ffw_up.w[0]^T, ffw_up.b[0]
-    linear up;    // [F, D] + [F]: ffw_up.w[1]^T, ffw_up.b[1]
+    linear gate;  // D -> F: ffw_up.w[0], ffw_up.b[0]
+    linear up;    // D -> F: ffw_up.w[1], ffw_up.b[1]
     linear down;  // [D, F] + [D]: ffw_down
   };
 
   /// Loads `<prefix>.ffw_up.{w,b}` and `<prefix>.ffw_down.{weight,bias}`.
   static weights load(weight_reader& r, const std::string& prefix, std::size_t width, std::size_t expanded) {
-    const auto w = r.load(prefix + ".ffw_up.w", {2, width, expanded});
-    const auto b = r.load(prefix + ".ffw_up.b", {2, 1, 1, expanded});
     weights out;
     for (std::size_t half = 0; half < 2; ++half) {
       linear& l = half == 0 ? out.gate : out.up;
-      l.out = expanded;
-      l.in = width;
-      l.weight.resize(expanded * width);
-      l.bias.assign(b.begin() + static_cast<std::ptrdiff_t>(half * expanded),
-                    b.begin() + static_cast<std::ptrdiff_t>((half + 1) * expanded));
-      const float* src = w.data() + half * width * expanded;  // [D, F]
-      for (std::size_t d = 0; d < width; ++d)
-        for (std::size_t f = 0; f < expanded; ++f) l.weight[f * width + d] = src[d * expanded + f];
+      l.weight = r.load_matrix(prefix + ".ffw_up.w", {2, width, expanded}, half, weight_layout::in_out);
+      l.bias = r.load(prefix + ".ffw_up.b", {2, 1, 1, expanded}, half);
     }
     out.down = linear::load(r, prefix + ".ffw_down", width, expanded, true);
     return out;
@@ -47,7 +39,7 @@ struct mlp_block {
   /// x: [rows, D]; the block's output is added to y: [rows, D] (the residual stream).
   static void forward(const weights& w, const float* x, float* y, std::size_t rows, detail::scratch& s) {
     detail::scratch_frame frame(s);
-    const std::size_t F = w.gate.out;
+    const std::size_t F = w.gate.out();
     float* gate = s.take(rows * F);  // [rows, F]
     float* up = s.take(rows * F);    // [rows, F]
     w.gate.forward(x, gate, rows);

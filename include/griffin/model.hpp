@@ -274,18 +274,23 @@ class model {
     return run(chunk, st.next_position_.data(), &st, logits_for::last_position);
   }
 
-  /// Bytes of parameters held.
-  [[nodiscard]] std::size_t weight_bytes() const noexcept { return weight_bytes_; }
+  /// Bytes of parameters, as computed with.
+  [[nodiscard]] std::size_t weight_bytes() const noexcept { return in_place_bytes_ + copied_bytes_; }
+  /// Bytes of parameters used in place from a checkpoint's memory map (shared, file-backed pages).
+  [[nodiscard]] std::size_t mapped_weight_bytes() const noexcept { return in_place_bytes_; }
+  /// Bytes of parameters copied or converted into the model's own memory.
+  [[nodiscard]] std::size_t copied_weight_bytes() const noexcept { return copied_bytes_; }
 
  private:
   void init(weight_reader& r) {
     check_config<S>(cfg_);
-    const std::size_t before = r.loaded_bytes();
+    const std::size_t in_place = r.in_place_bytes(), copied = r.copied_bytes();
     embedder_ = embedder::load(r, cfg_);
     layers_ = stack::load(r, cfg_);
     final_norm_ = rms_norm::load(r, "final_norm", cfg_.width);
     r.check_all_used();
-    weight_bytes_ = r.loaded_bytes() - before;
+    in_place_bytes_ = r.in_place_bytes() - in_place;
+    copied_bytes_ = r.copied_bytes() - copied;
     stack::for_each(layers_, nullptr, [&](std::size_t, const auto& w, auto*) {
       if constexpr (requires { w.temporal_block.max_context; })
         global_context_ = std::min(global_context_, w.temporal_block.max_context);
@@ -385,16 +390,18 @@ class model {
   embedder::weights embedder_;
   typename stack::weights_type layers_;
   rms_norm::weights final_norm_;
-  std::size_t weight_bytes_ = 0;
+  std::size_t in_place_bytes_ = 0;
+  std::size_t copied_bytes_ = 0;
   std::size_t global_context_ = std::numeric_limits<std::size_t>::max();
 };
 
-/// Random weights for config `c` from `seed`, as named tensors (e.g. to
-/// write a checkpoint with write_safetensors(path, source.records())).
+/// Random weights for config `c` from `seed`, as named tensors in the official
+/// naming (e.g. to write a checkpoint with write_safetensors(path, source.records())).
 inline memory_source random_weights(const config& c, std::uint64_t seed) {
   memory_source out("random weights (seed " + std::to_string(seed) + ")");
-  weight_reader r(random_weight_generator(seed));
-  r.observe([&](const std::string& name, const std::vector<std::size_t>& shape, std::span<const float> values) {
+  const weight_generator draw = random_weight_generator(seed);
+  weight_reader r([&](const std::string& name, const std::vector<std::size_t>& shape, std::span<float> values) {
+    draw(name, shape, values);
     out.add(name, shape, values);
   });
   // Loading through the blocks makes exactly the tensors they ask for.

@@ -78,7 +78,7 @@ struct recurrent_block {
   static void forward(const weights& w, state* st, const float* normed, const block_io& io) {
     detail::scratch& s = *io.scratch;
     detail::scratch_frame frame(s);
-    const std::size_t rows = io.rows(), T = io.length, E = w.linear_x.out;
+    const std::size_t rows = io.rows(), T = io.length, E = w.linear_x.out();
     const std::size_t tw = w.conv_1d.temporal_width;
 
     float* y = s.take(rows * E);  // [B, T, E] the GELU branch

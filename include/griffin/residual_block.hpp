@@ -37,11 +37,13 @@ struct residual_block {
   /// Loads `blocks.<layer>.{temporal_pre_norm, <mixer>, channel_pre_norm, mlp_block}`.
   static weights load(weight_reader& r, std::size_t layer, const config& c) {
     const std::string prefix = "blocks." + std::to_string(layer);
+    r.set_context("layer " + std::to_string(layer) + " (" + Mixer::symbol + ", " + Mixer::reference_name + ")");
     weights w;
     w.temporal_pre_norm = rms_norm::load(r, prefix + ".temporal_pre_norm", c.width);
     w.temporal_block = Mixer::load(r, prefix + "." + Mixer::reference_name, c, layer);
     w.channel_pre_norm = rms_norm::load(r, prefix + ".channel_pre_norm", c.width);
     w.mlp = mlp_block::load(r, prefix + ".mlp_block", c.width, c.mlp_expanded_width);
+    r.set_context({});
     return w;
   }
 

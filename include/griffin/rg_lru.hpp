@@ -18,6 +18,7 @@
 #include "griffin/kernels/matmul.hpp"
 #include "griffin/kernels/simd.hpp"
 #include "griffin/tensor.hpp"
+#include "griffin/weight_matrix.hpp"
 #include "griffin/weights.hpp"
 
 namespace griffin {
@@ -96,10 +97,10 @@ inline void rg_lru(const rg_lru_args& a) {
 
 /// A block-diagonal linear map (reference: layers.BlockDiagonalLinear):
 /// x [.., H * b] split into H blocks, y[h, j] = sum_i x[h, i] w[h, i, j] + b[h, j].
-/// Each block is kept transposed, [H, b(out), b(in)], for the matmul kernel.
+/// w [H, b, b] is used in place: block h is stored rows [h * b, (h + 1) * b), in x out.
 struct block_diagonal_linear {
-  aligned_vector<float> weight;  // [H, b, b], weight[h, j, i] = reference w[h, i, j]
-  aligned_vector<float> bias;    // [H * b]
+  weight_matrix weight;        // [H * b (in), b (out)]
+  aligned_vector<float> bias;  // [H * b]
   std::size_t num_blocks = 0;
   std::size_t block_width = 0;
 
@@ -109,13 +110,8 @@ struct block_diagonal_linear {
     block_diagonal_linear l;
     l.num_blocks = num_blocks;
     l.block_width = block_width;
-    const auto w = r.load(prefix + ".w", {num_blocks, block_width, block_width});
+    l.weight = r.load_matrix(prefix + ".w", {num_blocks, block_width, block_width}, {}, weight_layout::in_out);
     l.bias = r.load(prefix + ".b", {num_blocks, block_width});
-    l.weight.resize(w.size());
-    const std::size_t bw = block_width;
-    for (std::size_t h = 0; h < num_blocks; ++h)
-      for (std::size_t i = 0; i < bw; ++i)
-        for (std::size_t j = 0; j < bw; ++j) l.weight[(h * bw + j) * bw + i] = w[(h * bw + i) * bw + j];
     return l;
   }
 
@@ -123,8 +119,7 @@ struct block_diagonal_linear {
   void forward(const float* x, float* y, std::size_t rows) const {
     const std::size_t bw = block_width, E = num_blocks * bw;
     for (std::size_t h = 0; h < num_blocks; ++h)
-      kernels::matmul<default_arch>({x + h * bw, rows, bw, E}, kernels::dense(weight.data() + h * bw * bw, bw, bw),
-                                    bias.data() + h * bw, {y + h * bw, rows, bw, E});
+      weight.rows(h * bw, bw).apply<default_arch>(x + h * bw, E, bias.data() + h * bw, y + h * bw, E, rows);
   }
 };
 

@@ -54,6 +54,8 @@ struct tensor_view {
   dtype type = dtype::f32;
   std::vector<std::size_t> shape;
   std::span<const std::byte> bytes;
+  /// Keeps `bytes` alive (the file mapping); null when they live only as long as their source.
+  std::shared_ptr<const void> owner;
 
   [[nodiscard]] std::size_t element_count() const noexcept {
     return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>{});
@@ -244,6 +246,8 @@ class safetensors_file {
       fail(what + ": " + std::to_string(end - begin) + " bytes do not hold " + std::string(dtype_name(t.type)) + " " +
            shape_string(t.shape));
     t.bytes = data.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin));
+    if (mapping_) t.owner = mapping_;
+    else t.owner = owned_;
     return t;
   }
 
