@@ -174,6 +174,15 @@ inline void validate(const config& c) {
   }
 }
 
+namespace detail {
+/// A JSON value as a size: a non-negative integer (parsed, or built in code as a signed int), else nullopt.
+inline std::optional<std::size_t> json_size(const nlohmann::json& v) {
+  if (v.is_number_unsigned()) return v.get<std::size_t>();
+  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return static_cast<std::size_t>(v.get<std::int64_t>());
+  return std::nullopt;
+}
+}  // namespace detail
+
 /// Parses a block kind as config.json spells it; throws config_error.
 inline block_kind parse_block_kind(std::string_view s, std::string_view where) {
   for (block_kind k : {block_kind::recurrent, block_kind::attention, block_kind::global_attention})
@@ -194,8 +203,9 @@ inline config config_from_json(const nlohmann::json& j, const std::string& origi
   };
   auto size_field = [&](const char* name) -> std::size_t {
     const auto& v = field(name);
-    if (!v.is_number_unsigned()) throw config_error(origin + ": field '" + name + "' must be a non-negative integer, found " + v.dump());
-    return v.get<std::size_t>();
+    const auto n = detail::json_size(v);
+    if (!n) throw config_error(origin + ": field '" + name + "' must be a non-negative integer, found " + v.dump());
+    return *n;
   };
   config c;
   c.vocab_size = size_field("vocab_size");

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "griffin/bind.hpp"
+#include "griffin/checkpoint.hpp"
 #include "griffin/block_io.hpp"
 #include "griffin/concepts.hpp"
 #include "griffin/config.hpp"
@@ -197,11 +199,14 @@ class model {
     detail::scratch scratch_;
   };
 
-  /// Builds the model from named weights (official recurrentgemma names);
-  /// throws config_error if the config does not fit S, weight_error for a
-  /// missing, misshapen or unexpected tensor.
-  model(config c, const weight_source& source) : cfg_(std::move(c)) {
-    weight_reader r(source);
+  /// Builds the model from stored weights, named as `naming` says (the
+  /// official recurrentgemma names by default); throws config_error if the
+  /// config does not fit S, weight_error for a missing, misshapen or
+  /// unexpected tensor. Matrices stay in the source's memory map when it has
+  /// one (the model keeps the mapping alive).
+  model(config c, const weight_source& source, const checkpoint_naming& naming = weight_reader::default_naming())
+      : cfg_(std::move(c)) {
+    weight_reader r(source, naming);
     init(r);
   }
 
@@ -214,9 +219,12 @@ class model {
     return model(std::move(c), r);
   }
 
-  /// Loads `dir/config.json` (GriffinConfig fields) and `dir/weights.safetensors`.
+  /// Loads a model directory of either layout (see checkpoint.hpp): the
+  /// official one (config.json with GriffinConfig fields, weights.safetensors)
+  /// or a Hugging Face transformers one (model.safetensors or shards).
   [[nodiscard]] static model load(const std::filesystem::path& dir) {
-    return model(load_config(dir / "config.json"), safetensors_source(dir / "weights.safetensors"));
+    const checkpoint ck = open_checkpoint(dir);
+    return model(ck.cfg, *ck.weights, ck.naming());
   }
 
   [[nodiscard]] const config& cfg() const noexcept { return cfg_; }
@@ -395,17 +403,24 @@ class model {
   std::size_t global_context_ = std::numeric_limits<std::size_t>::max();
 };
 
+/// The official parameters of a model of config `c`, in loading order: what
+/// a checkpoint in the official naming holds.
+inline std::vector<weight_reader::parameter> parameters(const config& c) {
+  weight_reader r = weight_reader::planner();
+  (void)model<dynamic_schedule>(c, r);
+  return r.parameters();
+}
+
 /// Random weights for config `c` from `seed`, as named tensors in the official
 /// naming (e.g. to write a checkpoint with write_safetensors(path, source.records())).
 inline memory_source random_weights(const config& c, std::uint64_t seed) {
   memory_source out("random weights (seed " + std::to_string(seed) + ")");
   const weight_generator draw = random_weight_generator(seed);
-  weight_reader r([&](const std::string& name, const std::vector<std::size_t>& shape, std::span<float> values) {
-    draw(name, shape, values);
-    out.add(name, shape, values);
-  });
-  // Loading through the blocks makes exactly the tensors they ask for.
-  (void)model<dynamic_schedule>(c, r);
+  for (const auto& p : parameters(c)) {
+    aligned_vector<float> values(std::accumulate(p.shape.begin(), p.shape.end(), std::size_t{1}, std::multiplies<>{}));
+    draw(p.name, p.shape, values);
+    out.add(p.name, p.shape, values);
+  }
   return out;
 }
 

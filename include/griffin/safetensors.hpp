@@ -315,6 +315,73 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
   if (!out) throw safetensors_error(path.string() + ": cannot write");
 }
 
+/// The name, type and shape of a tensor to be written.
+struct tensor_spec {
+  std::string name;
+  dtype type = dtype::f32;
+  std::vector<std::size_t> shape;
+
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return std::accumulate(shape.begin(), shape.end(), dtype_size(type), std::multiplies<>{});
+  }
+};
+
+/// Writes a safetensors file one tensor at a time, so a checkpoint larger
+/// than memory can be written: the header (from the specs) first, then each
+/// tensor's bytes in the specs' order.
+class safetensors_writer {
+ public:
+  safetensors_writer(const std::filesystem::path& path, std::vector<tensor_spec> specs,
+                     const std::map<std::string, std::string>& metadata = {})
+      : path_(path), specs_(std::move(specs)), out_(path, std::ios::binary | std::ios::trunc) {
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    std::size_t offset = 0;
+    for (const auto& s : specs_) {
+      header[s.name] = {{"dtype", dtype_name(s.type)}, {"shape", s.shape}, {"data_offsets", {offset, offset + s.bytes()}}};
+      offset += s.bytes();
+    }
+    std::string text = header.dump();
+    while ((8 + text.size()) % 8 != 0) text.push_back(' ');
+    const std::uint64_t n = text.size();
+    char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xffu);
+    out_.write(len, 8);
+    out_.write(text.data(), static_cast<std::streamsize>(text.size()));
+    check();
+  }
+
+  /// The bytes of the next tensor.
+  void write(std::span<const std::byte> bytes) {
+    if (next_ == specs_.size()) throw safetensors_error(path_.string() + ": more tensors written than declared");
+    if (bytes.size() != specs_[next_].bytes())
+      throw safetensors_error(path_.string() + ": tensor '" + specs_[next_].name + "' needs " +
+                              std::to_string(specs_[next_].bytes()) + " bytes, got " + std::to_string(bytes.size()));
+    out_.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    check();
+    ++next_;
+  }
+
+  /// Checks every declared tensor was written and closes the file.
+  void finish() {
+    if (next_ != specs_.size())
+      throw safetensors_error(path_.string() + ": only " + std::to_string(next_) + " of " + std::to_string(specs_.size()) +
+                              " tensors written");
+    out_.close();
+    check();
+  }
+
+ private:
+  void check() const {
+    if (!out_) throw safetensors_error(path_.string() + ": cannot write");
+  }
+
+  std::filesystem::path path_;
+  std::vector<tensor_spec> specs_;
+  std::ofstream out_;
+  std::size_t next_ = 0;
+};
+
 /// Copies a float tensor (F32, BF16, F16 or F64 on disk) into a griffin::tensor<float>.
 inline tensor<float> to_float_tensor(const tensor_view& t) {
   tensor<float> out(t.shape);

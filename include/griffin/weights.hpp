@@ -278,6 +278,23 @@ class weight_reader {
       : source_(&source), naming_(&naming) {}
   explicit weight_reader(weight_generator generator) : generator_(std::move(generator)), naming_(&default_naming()) {}
 
+  /// A reader that loads nothing and records what the blocks ask for: small
+  /// parameters come back as zeros, matrices without data. See parameters().
+  [[nodiscard]] static weight_reader planner() {
+    weight_reader r{weight_generator{}};
+    r.planning_ = true;
+    return r;
+  }
+
+  /// An official parameter the blocks asked for: its name and whole shape.
+  struct parameter {
+    std::string name;
+    std::vector<std::size_t> shape;
+    friend bool operator==(const parameter&, const parameter&) = default;
+  };
+  /// The parameters asked for so far, in order, each once.
+  [[nodiscard]] const std::vector<parameter>& parameters() const noexcept { return planned_; }
+
   static const checkpoint_naming& default_naming() {
     static const official_naming naming;
     return naming;
@@ -292,6 +309,10 @@ class weight_reader {
                                            std::optional<std::size_t> index = {}) {
     const std::size_t count = element_count(shape, index);
     aligned_vector<float> out(count);
+    if (planning_) {
+      plan(name, shape);
+      return out;
+    }
     copied_bytes_ += count * sizeof(float);
     if (generator_) {
       generate(name, shape, index, out);
@@ -316,6 +337,11 @@ class weight_reader {
     auto sizes = [&](weight_layout layout, std::size_t r, std::size_t c) {
       return layout == weight_layout::out_in ? std::pair{r, c} : std::pair{c, r};  // {out, in}
     };
+    if (planning_) {
+      plan(name, shape);
+      const auto [out, in] = sizes(natural, rows, cols);
+      return {dtype::f32, natural, nullptr, out, in, nullptr};
+    }
     if (generator_) {
       aligned_vector<float> values(rows * cols);
       generate(name, shape, index, values);
@@ -395,6 +421,10 @@ class weight_reader {
                        "' " + what);
   }
 
+  void plan(const std::string& name, const std::vector<std::size_t>& shape) {
+    if (used_.insert(name).second) planned_.push_back({name, shape});
+  }
+
   void generate(const std::string& name, const std::vector<std::size_t>& shape, std::optional<std::size_t> index,
                 std::span<float> out) {
     // The generator makes the whole official tensor; a slice is cut from it.
@@ -430,6 +460,8 @@ class weight_reader {
   std::string context_;
   std::size_t in_place_bytes_ = 0;
   std::size_t copied_bytes_ = 0;
+  bool planning_ = false;
+  std::vector<parameter> planned_;
 };
 
 }  // namespace griffin
