@@ -136,7 +136,9 @@ constexpr std::uint16_t float_to_f16(float f) noexcept {
 /// alignment) in `bytes` to floats. Returns false for a non-float type.
 inline bool convert_to_float(dtype from, const std::byte* bytes, std::size_t count, float* out) noexcept {
   switch (from) {
-    case dtype::f32: std::memcpy(out, bytes, count * 4); return true;
+    case dtype::f32:
+      if (count) std::memcpy(out, bytes, count * 4);  // memcpy of null pointers is undefined even for 0 bytes
+      return true;
     case dtype::bf16:
     case dtype::f16:
       for (std::size_t i = 0; i < count; ++i) {

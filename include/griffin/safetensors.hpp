@@ -268,7 +268,7 @@ struct tensor_record {
   /// An F32 record holding `values`.
   static tensor_record f32(std::string name, std::vector<std::size_t> shape, std::span<const float> values) {
     tensor_record r{std::move(name), dtype::f32, std::move(shape), std::vector<std::byte>(values.size_bytes())};
-    std::memcpy(r.bytes.data(), values.data(), values.size_bytes());
+    if (!values.empty()) std::memcpy(r.bytes.data(), values.data(), values.size_bytes());
     return r;
   }
   /// A BF16 record holding `values` rounded to bfloat16.
@@ -300,7 +300,7 @@ inline std::vector<std::byte> serialize_safetensors(std::span<const tensor_recor
   std::memcpy(out.data() + 8, text.data(), text.size());
   std::byte* data = out.data() + 8 + text.size();
   for (const auto& r : records) {
-    std::memcpy(data, r.bytes.data(), r.bytes.size());
+    if (!r.bytes.empty()) std::memcpy(data, r.bytes.data(), r.bytes.size());
     data += r.bytes.size();
   }
   return out;
@@ -394,7 +394,7 @@ inline tensor<float> to_float_tensor(const tensor_view& t) {
 inline tensor<std::int32_t> to_int32_tensor(const tensor_view& t) {
   tensor<std::int32_t> out(t.shape);
   if (t.type == dtype::i32) {
-    std::memcpy(out.data(), t.bytes.data(), t.bytes.size());
+    if (!t.bytes.empty()) std::memcpy(out.data(), t.bytes.data(), t.bytes.size());
   } else if (t.type == dtype::i64) {
     for (std::size_t i = 0; i < out.size(); ++i) {
       std::int64_t v;
