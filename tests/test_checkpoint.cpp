@@ -165,6 +165,17 @@ TEST_CASE("model directories: what is missing or of neither layout is named") {
   CHECK(contains(message_of<weight_error>([&] { (void)open_checkpoint(tmp.path()); }), "no weights: none of model.safetensors"));
 }
 
+TEST_CASE("what the transformers layout cannot express is refused when writing it") {
+  auto unscaled = small_config({r_});
+  unscaled.embeddings_scale_by_sqrt_dim = false;
+  CHECK(contains(message_of<config_error>([&] { (void)config_to_transformers_json(unscaled); }),
+                 "transformers always scales embeddings"));
+  const auto global = small_config({r_, block_kind::global_attention});
+  CHECK(contains(message_of<config_error>([&] { (void)config_to_transformers_json(global); }), "no global attention"));
+  CHECK(config_to_transformers_json(small_config({r_, r_, a_, r_, r_, a_, r_}))["block_types"] ==
+        nlohmann::json{"recurrent", "recurrent", "attention"});
+}
+
 TEST_CASE("transformers configs: settings griffin does not compute are refused by name") {
   const auto cfg = small_config({r_, r_, a_});
   const auto weights = random_weights(cfg, 2);

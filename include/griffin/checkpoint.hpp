@@ -166,7 +166,8 @@ inline config config_from_transformers_json(const nlohmann::json& j, const std::
 }
 
 /// The config as a transformers RecurrentGemma config.json; `block_types` is
-/// written as its shortest repeating pattern.
+/// written as its shortest repeating pattern. Refuses (config_error) what
+/// transformers cannot express: global attention blocks, unscaled embeddings.
 inline nlohmann::json config_to_transformers_json(const config& c) {
   std::size_t period = 1;
   while (period < c.block_types.size()) {
@@ -176,6 +177,9 @@ inline nlohmann::json config_to_transformers_json(const config& c) {
     if (repeats) break;
     ++period;
   }
+  if (!c.embeddings_scale_by_sqrt_dim)
+    throw config_error("config_to_transformers_json: transformers always scales embeddings by sqrt(hidden_size); "
+                       "this config does not");
   nlohmann::json types = nlohmann::json::array();
   for (std::size_t i = 0; i < period; ++i) {
     if (c.block_types[i] == block_kind::global_attention)
@@ -199,7 +203,6 @@ inline nlohmann::json config_to_transformers_json(const config& c) {
           {"hidden_activation", "gelu_pytorch_tanh"},
           {"partial_rotary_factor", 0.5},
           {"rope_theta", 10000.0},
-          {"embeddings_scale_by_sqrt_dim", true},
           {"pad_token_id", 0},
           {"eos_token_id", 1},
           {"bos_token_id", 2}};

@@ -362,7 +362,7 @@ class weight_reader {
     }
     if (computable) {  // copy, keeping the type
       auto owned = std::make_shared<aligned_vector<float>>((rows * cols * size + 3) / 4);
-      if (rows * cols) std::memcpy(owned->data(), bytes, rows * cols * size);
+      if (rows * cols != 0) std::memcpy(owned->data(), bytes, rows * cols * size);
       copied_bytes_ += owned->size() * sizeof(float);
       const auto* data = reinterpret_cast<const std::byte*>(owned->data());
       return {t->type, layout, data, out, in, std::move(owned)};
