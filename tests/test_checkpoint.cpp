@@ -170,6 +170,10 @@ TEST_CASE("what the transformers layout cannot express is refused when writing i
   unscaled.embeddings_scale_by_sqrt_dim = false;
   CHECK(contains(message_of<config_error>([&] { (void)config_to_transformers_json(unscaled); }),
                  "transformers always scales embeddings"));
+  auto uncapped = small_config({r_});
+  uncapped.logits_soft_cap = 0.0f;
+  CHECK(contains(message_of<config_error>([&] { (void)config_to_transformers_json(uncapped); }),
+                 "transformers always soft-caps"));
   const auto global = small_config({r_, block_kind::global_attention});
   CHECK(contains(message_of<config_error>([&] { (void)config_to_transformers_json(global); }), "no global attention"));
   CHECK(config_to_transformers_json(small_config({r_, r_, a_, r_, r_, a_, r_}))["block_types"] ==
@@ -194,6 +198,7 @@ TEST_CASE("transformers configs: settings griffin does not compute are refused b
   CHECK(contains(refused("rms_norm_eps", 1e-5), "rms_norm_eps is 1e-05"));
   CHECK(contains(refused("partial_rotary_factor", 1.0), "partial_rotary_factor"));
   CHECK(contains(refused("attention_bias", true), "attention_bias is true"));
+  CHECK(contains(refused("head_dim", 16), "head_dim is 16; griffin computes hidden_size / num_attention_heads (8)"));
   CHECK(contains(refused("model_type", "gemma"), "model_type is \"gemma\""));
   CHECK(contains(refused("intermediate_size", 64), "intermediate_size 64 does not match the MLP weights"));
   CHECK(contains(refused("block_types", {"recurrent", "mamba"}), "block_types[1]: unknown block type 'mamba'"));

@@ -133,6 +133,10 @@ inline config config_from_transformers_json(const nlohmann::json& j, const std::
       throw config_error(origin + ": field 'logits_soft_cap' must be a number or null, found " + j["logits_soft_cap"].dump());
     c.logits_soft_cap = j["logits_soft_cap"].get<float>();
   }
+  if (j.contains("head_dim") && !j["head_dim"].is_null() &&
+      (!detail::json_size(j["head_dim"]) || c.num_heads == 0 || *detail::json_size(j["head_dim"]) * c.num_heads != c.width))
+    throw config_error(origin + ": head_dim is " + j["head_dim"].dump() + "; griffin computes hidden_size / num_attention_heads (" +
+                       std::to_string(c.num_heads ? c.width / c.num_heads : 0) + ")");
   const std::size_t layers = size_field("num_hidden_layers");
   const auto& types = require("block_types");
   if (!types.is_array() || types.empty()) throw config_error(origin + ": field 'block_types' must be a non-empty array");
@@ -167,7 +171,7 @@ inline config config_from_transformers_json(const nlohmann::json& j, const std::
 
 /// The config as a transformers RecurrentGemma config.json; `block_types` is
 /// written as its shortest repeating pattern. Refuses (config_error) what
-/// transformers cannot express: global attention blocks, unscaled embeddings.
+/// transformers cannot express: global attention blocks, unscaled embeddings, no soft cap.
 inline nlohmann::json config_to_transformers_json(const config& c) {
   std::size_t period = 1;
   while (period < c.block_types.size()) {
@@ -180,6 +184,8 @@ inline nlohmann::json config_to_transformers_json(const config& c) {
   if (!c.embeddings_scale_by_sqrt_dim)
     throw config_error("config_to_transformers_json: transformers always scales embeddings by sqrt(hidden_size); "
                        "this config does not");
+  if (c.logits_soft_cap <= 0.0f)
+    throw config_error("config_to_transformers_json: transformers always soft-caps the logits; this config has no cap");
   nlohmann::json types = nlohmann::json::array();
   for (std::size_t i = 0; i < period; ++i) {
     if (c.block_types[i] == block_kind::global_attention)
@@ -194,6 +200,7 @@ inline nlohmann::json config_to_transformers_json(const config& c) {
           {"num_hidden_layers", c.block_types.size()},
           {"num_attention_heads", c.num_heads},
           {"num_key_value_heads", 1},
+          {"head_dim", c.head_dim()},
           {"lru_width", c.lru_width},
           {"attention_window_size", c.attention_window_size},
           {"conv1d_width", c.conv1d_temporal_width},
