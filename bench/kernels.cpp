@@ -3,6 +3,9 @@
 // memory-bound) and FLOP/s.
 //
 //   griffin_bench_kernels --benchmark_filter=matmul
+#include <array>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -12,22 +15,50 @@ namespace {
 
 std::vector<float> filled(std::size_t n, float v = 0.01f) { return std::vector<float>(n, v); }
 
-// y [M, N] = x [M, K] w^T: M = 1 is a decode step's GEMV, larger M a batch or a prefill chunk.
+// Weights of type T for an N x K matrix (small random values; int8 with scales).
+template <class T>
+std::vector<T> weights_of(std::size_t n) {
+  std::vector<T> w(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = 0.01f * static_cast<float>(static_cast<int>(i % 201) - 100) / 100.0f;
+    if constexpr (std::is_same_v<T, float>) w[i] = v;
+    else if constexpr (std::is_same_v<T, griffin::bfloat16>) w[i] = {griffin::float_to_bf16(v)};
+    else w[i] = static_cast<std::int8_t>(i % 255) ;
+  }
+  return w;
+}
+
+// y [M, N] = x [M, K] w^T with w out x in, stored as T, on `threads` threads:
+// M = 1 is a decode step's GEMV, 512 a prefill chunk. Counters: weight bytes
+// streamed per second (the decode roofline's measure) and FLOP/s.
+template <class T>
 void bm_matmul(benchmark::State& state) {
   const auto M = static_cast<std::size_t>(state.range(0)), N = static_cast<std::size_t>(state.range(1)),
-             K = static_cast<std::size_t>(state.range(2));
-  const auto x = filled(M * K), w = filled(N * K), b = filled(N);
+             K = static_cast<std::size_t>(state.range(2)), threads = static_cast<std::size_t>(state.range(3));
+  const auto x = filled(M * K), b = filled(N), scale = filled(N, 0.001f);
+  const auto w = weights_of<T>(N * K);
   std::vector<float> y(M * N);
+  griffin::thread_pool pool(threads);
+  const auto wv = griffin::kernels::out_in(w.data(), N, K, std::is_same_v<T, std::int8_t> ? scale.data() : nullptr);
   for (auto _ : state) {
-    griffin::kernels::matmul({x.data(), M, K, K}, griffin::kernels::dense(w.data(), N, K), b.data(),
-                             griffin::kernels::dense(y.data(), M, N));
+    griffin::kernels::matmul({x.data(), M, K, K}, wv, b.data(), griffin::kernels::dense(y.data(), M, N), false, &pool);
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["weight_bytes/s"] =
-      benchmark::Counter(static_cast<double>(N * K * sizeof(float)), benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(static_cast<double>(N * K * sizeof(T)), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(M * N * K), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(bm_matmul)->Args({1, 2560, 2560})->Args({1, 7680, 2560})->Args({8, 2560, 2560})->Args({64, 2560, 2560});
+void matmul_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (long threads : {1, 2})
+    for (auto [M, N, K] : {std::array<long, 3>{1, 2560, 2560}, {1, 7680, 2560}, {1, 2560, 7680}, {8, 7680, 2560},
+                           {64, 7680, 2560}, {512, 2560, 2560}, {512, 7680, 2560}})
+      b->Args({M, N, K, threads});
+  b->UseRealTime();
+}
+BENCHMARK(bm_matmul<float>)->Apply(matmul_args);
+BENCHMARK(bm_matmul<griffin::bfloat16>)->Apply(matmul_args);
+BENCHMARK(bm_matmul<std::int8_t>)->Apply(matmul_args);
 
 // The RG-LRU scan over T steps of E channels.
 void bm_rg_lru(benchmark::State& state) {

@@ -34,12 +34,17 @@ std::string message_of(F&& f) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-// The official weights with every value rounded to `type`.
+// The official weights stored as bf16, or (f16) rounded to f16 values and
+// stored as f32, which f16 weights compute like.
 memory_source rounded(const memory_source& source, dtype type) {
   memory_source out("rounded");
   for (auto r : source.records()) {
     auto values = to_float_tensor(*source.find(r.name));
-    for (float& v : values.values()) v = type == dtype::bf16 ? round_to_bf16(v) : f16_to_float(float_to_f16(v));
+    if (type == dtype::bf16) {
+      out.add(tensor_record::bf16(r.name, r.shape, values.values()));
+      continue;
+    }
+    for (float& v : values.values()) v = f16_to_float(float_to_f16(v));
     out.add(r.name, r.shape, values.values());
   }
   return out;

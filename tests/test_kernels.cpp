@@ -58,25 +58,35 @@ TEST_CASE_TEMPLATE_APPLY(transform_id, griffin_test::test_archs);
 
 namespace {
 
-// Weights stored as T (float, bfloat16 or float16), from floats.
+// Weights stored as T (float, bfloat16, float16, or int8 from values in [-127, 127]), from floats.
 template <class T>
 std::vector<T> stored_as(const std::vector<float>& v) {
   std::vector<T> out(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) {
     if constexpr (std::is_same_v<T, float>) out[i] = v[i];
     else if constexpr (std::is_same_v<T, bfloat16>) out[i] = {float_to_bf16(v[i])};
+    else if constexpr (std::is_same_v<T, std::int8_t>) out[i] = static_cast<std::int8_t>(std::lround(v[i] * 127.0f));
     else out[i] = {float_to_f16(v[i])};
   }
   return out;
 }
 
+// Every path of matmul (gemv below gemm_min_rows, the packed gemm from it,
+// in x out, one thread and two) against matmul_scalar: counts around the
+// lane count and the register tile (8 channels x 3 batches of tokens), K
+// past one cache block, strided rows, misaligned weights.
 template <class Arch, class T>
-void check_matmul_for() {
+void check_matmul_for(thread_pool* pool) {
+  constexpr std::size_t L = kernels::lanes<Arch>;
   rng r(2);
-  for (std::size_t K : counts<Arch>())
-    for (std::size_t M : {1u, 2u, 3u, 4u, 5u, 9u})
-      for (std::size_t N : {std::size_t{1}, std::size_t{3}, std::size_t{4}, std::size_t{6}, std::size_t{9}, 2 * kernels::lanes<Arch> + 3}) {
-        const std::size_t off = (K + M + N) % kernels::lanes<Arch>;
+  std::vector<std::size_t> Ks = counts<Arch>();
+  Ks.push_back(kernels::detail::gemm_kc + 1);
+  Ks.push_back(2 * kernels::detail::gemm_kc + 6);
+  for (std::size_t K : Ks)
+    for (std::size_t M : {1u, 2u, 3u, 4u, 5u, 9u, 16u, 17u, 3u * 16u + 1u, 100u})
+      for (std::size_t N : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{9}, 2 * L + 3, std::size_t{67}}) {
+        if (M * N * K > 400'000 && K != Ks.back()) continue;  // keep the big ones few
+        const std::size_t off = (K + M + N) % L;
         const std::size_t ldx = K + 3, ldy = N + 2;  // strided rows
         CAPTURE(K);
         CAPTURE(M);
@@ -85,6 +95,9 @@ void check_matmul_for() {
         // w with one element of slack in front, so every misalignment of T is met
         const auto w_storage = stored_as<T>(r.floats(N * K + 1));
         const T* w = w_storage.data() + off % 2;
+        std::vector<float> scale;
+        for (std::size_t n = 0; n < N; ++n) scale.push_back(0.01f * static_cast<float>(n + 1));
+        const float* s = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
         for (bool accumulate : {false, true})
           for (bool with_bias : {false, true})
             for (bool in_out : {false, true}) {
@@ -92,16 +105,11 @@ void check_matmul_for() {
               shifted y(init, off), ref(init, 0);
               const float* b = with_bias ? bias.data() : nullptr;
               const kernels::matrix_view<const float> xv{x.data(), M, K, ldx};
-              if (in_out) {
-                const kernels::matrix_view<const T> wv{w, K, N, N};
-                kernels::matmul_in_out<Arch>(xv, wv, b, {y.data(), M, N, ldy}, accumulate);
-                kernels::matmul_in_out_scalar(xv, wv, b, {ref.data(), M, N, ldy}, accumulate);
-              } else {
-                const kernels::matrix_view<const T> wv{w, N, K, K};
-                kernels::matmul<Arch>(xv, wv, b, {y.data(), M, N, ldy}, accumulate);
-                kernels::matmul_scalar(xv, wv, b, {ref.data(), M, N, ldy}, accumulate);
-              }
-              CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-5f);
+              const auto wv = in_out ? kernels::in_out(w, N, K, s) : kernels::out_in(w, N, K, s);
+              kernels::matmul<Arch>(xv, wv, b, {y.data(), M, N, ldy}, accumulate, pool);
+              kernels::matmul_scalar(xv, wv, b, {ref.data(), M, N, ldy}, accumulate);
+              const float tolerance = (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8);
+              CHECK(max_abs_diff(y.span(), ref.span()) <= tolerance);
             }
       }
 }
@@ -125,12 +133,18 @@ TEST_CASE_TEMPLATE_DEFINE("load_batch converts bf16 and f16 weights exactly at e
 }
 TEST_CASE_TEMPLATE_APPLY(load_id, griffin_test::test_archs);
 
-TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride, offset, type and layout", Arch,
-                          matmul_id) {
+TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride, offset, type, layout and path",
+                          Arch, matmul_id) {
   griffin_test::require_runnable<Arch>();
-  SUBCASE("f32 weights") { check_matmul_for<Arch, float>(); }
-  SUBCASE("bf16 weights") { check_matmul_for<Arch, bfloat16>(); }
-  SUBCASE("f16 weights") { check_matmul_for<Arch, float16>(); }
+  thread_pool two(2);
+  auto both = [&](auto check) {
+    check(nullptr);
+    check(&two);
+  };
+  SUBCASE("f32 weights") { both([](thread_pool* p) { check_matmul_for<Arch, float>(p); }); }
+  SUBCASE("bf16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, bfloat16>(p); }); }
+  SUBCASE("f16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, float16>(p); }); }
+  SUBCASE("int8 weights") { both([](thread_pool* p) { check_matmul_for<Arch, std::int8_t>(p); }); }
 }
 TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
 

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -158,6 +159,9 @@ struct attention_common {
     std::size_t window = 0;       // earlier tokens a query sees: W for local, SIZE_MAX for global
     std::size_t max_context = 0;  // earlier tokens a query may have: SIZE_MAX, or a global block's bound
     aligned_vector<float> inv_frequencies;  // [hd / 4]
+
+    /// The block's linear layers.
+    auto linears() noexcept { return std::array{&proj_q, &proj_k, &proj_v, &proj_final}; }
   };
 
   static weights load(weight_reader& r, const std::string& prefix, const config& c, std::size_t window,
@@ -192,9 +196,9 @@ struct attention_common {
     float* q = s.take(rows * D);   // [B, T, H, hd]
     float* k = s.take(rows * hd);  // [B, T, hd]
     float* v = s.take(rows * hd);  // [B, T, hd]
-    w.proj_q.forward(normed, q, rows);
-    w.proj_k.forward(normed, k, rows);
-    w.proj_v.forward(normed, v, rows);
+    w.proj_q.forward(normed, q, rows, io.pool);
+    w.proj_k.forward(normed, k, rows, io.pool);
+    w.proj_v.forward(normed, v, rows, io.pool);
     for (std::size_t r = 0; r < rows; ++r) {
       const std::int32_t pos = io.segment_pos[r];
       for (std::size_t h = 0; h < H; ++h) kernels::apply_rope(q + (r * H + h) * hd, hd, w.inv_frequencies.data(), pos);
@@ -210,7 +214,7 @@ struct attention_common {
       const std::ptrdiff_t start = last_document_start(io.positions(b), static_cast<std::ptrdiff_t>(T) - 1);
       append(b, k + b * T * hd, v + b * T * hd, start);
     }
-    w.proj_final.forward(encoded, io.x, rows, /*accumulate=*/true);
+    w.proj_final.forward(encoded, io.x, rows, io.pool, /*accumulate=*/true);
   }
 };
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "griffin/detail/scratch.hpp"
+#include "griffin/parallel.hpp"
 
 namespace griffin {
 
@@ -25,6 +26,7 @@ struct block_io {
   const std::int32_t* segment_pos = nullptr;  ///< [B, T]; 0 starts a document
   std::size_t layer = 0;                      ///< index of the residual block, for messages
   detail::scratch* scratch = nullptr;         ///< activation buffers
+  thread_pool* pool = nullptr;                ///< threads for the matrix products (null: the calling thread)
 
   [[nodiscard]] std::size_t rows() const noexcept { return batch * length; }
   [[nodiscard]] const std::int32_t* positions(std::size_t b) const noexcept { return segment_pos + b * length; }

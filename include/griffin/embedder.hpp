@@ -56,8 +56,9 @@ struct embedder {
   }
 
   /// logits [n, V] = x [n, D] (row stride ldx) @ input_embedding^T, soft-capped.
-  static void decode(const weights& w, const float* x, std::size_t ldx, std::size_t n, float* logits) {
-    w.input_embedding.apply<default_arch>(x, ldx, nullptr, logits, w.vocab_size, n);
+  static void decode(const weights& w, const float* x, std::size_t ldx, std::size_t n, float* logits,
+                     thread_pool* pool = nullptr) {
+    w.input_embedding.apply<default_arch>(x, ldx, nullptr, logits, w.vocab_size, n, false, pool);
     if (w.logits_soft_cap > 0.0f) {
       const float c = w.logits_soft_cap;
       kernels::transform<default_arch>(logits, logits, n * w.vocab_size, [c](auto l) {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 
+#include "griffin/parallel.hpp"
 #include "griffin/tensor.hpp"
 #include "griffin/weight_matrix.hpp"
 #include "griffin/weights.hpp"
@@ -27,13 +28,15 @@ struct linear {
   [[nodiscard]] std::size_t out() const noexcept { return weight.out(); }
   [[nodiscard]] std::size_t in() const noexcept { return weight.in(); }
 
-  /// y [rows, out] (row stride ldy) = x [rows, in] (row stride ldx) W + b; added to y when `accumulate`.
-  void forward(const float* x, std::size_t ldx, float* y, std::size_t ldy, std::size_t rows, bool accumulate = false) const {
-    weight.apply<default_arch>(x, ldx, bias.empty() ? nullptr : bias.data(), y, ldy, rows, accumulate);
+  /// y [rows, out] (row stride ldy) = x [rows, in] (row stride ldx) W + b;
+  /// added to y when `accumulate`. Output channels are split over `pool`.
+  void forward(const float* x, std::size_t ldx, float* y, std::size_t ldy, std::size_t rows, thread_pool* pool,
+               bool accumulate = false) const {
+    weight.apply<default_arch>(x, ldx, bias.empty() ? nullptr : bias.data(), y, ldy, rows, accumulate, pool);
   }
   /// Contiguous rows.
-  void forward(const float* x, float* y, std::size_t rows, bool accumulate = false) const {
-    forward(x, in(), y, out(), rows, accumulate);
+  void forward(const float* x, float* y, std::size_t rows, thread_pool* pool, bool accumulate = false) const {
+    forward(x, in(), y, out(), rows, pool, accumulate);
   }
 };
 

@@ -7,6 +7,7 @@
 // stored [F, D]). Either is used in place.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <string>
 
@@ -22,6 +23,9 @@ struct mlp_block {
     linear gate;  // D -> F: ffw_up.w[0], ffw_up.b[0]
     linear up;    // D -> F: ffw_up.w[1], ffw_up.b[1]
     linear down;  // [D, F] + [D]: ffw_down
+
+    /// The block's linear layers.
+    auto linears() noexcept { return std::array{&gate, &up, &down}; }
   };
 
   /// Loads `<prefix>.ffw_up.{w,b}` and `<prefix>.ffw_down.{weight,bias}`.
@@ -37,16 +41,17 @@ struct mlp_block {
   }
 
   /// x: [rows, D]; the block's output is added to y: [rows, D] (the residual stream).
-  static void forward(const weights& w, const float* x, float* y, std::size_t rows, detail::scratch& s) {
+  static void forward(const weights& w, const float* x, float* y, std::size_t rows, detail::scratch& s,
+                      thread_pool* pool = nullptr) {
     detail::scratch_frame frame(s);
     const std::size_t F = w.gate.out();
     float* gate = s.take(rows * F);  // [rows, F]
     float* up = s.take(rows * F);    // [rows, F]
-    w.gate.forward(x, gate, rows);
-    w.up.forward(x, up, rows);
+    w.gate.forward(x, gate, rows, pool);
+    w.up.forward(x, up, rows, pool);
     kernels::transform<default_arch>(gate, up, gate, rows * F,
                                      [](auto g, auto u) { return kernels::gelu_tanh_fn{}(g) * u; });
-    w.down.forward(gate, y, rows, /*accumulate=*/true);
+    w.down.forward(gate, y, rows, pool, /*accumulate=*/true);
   }
 };
 

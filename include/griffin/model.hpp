@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -43,6 +44,7 @@
 #include "griffin/random_init.hpp"
 #include "griffin/residual_block.hpp"
 #include "griffin/rms_norm.hpp"
+#include "griffin/parallel.hpp"
 #include "griffin/schedule.hpp"
 #include "griffin/tensor.hpp"
 #include "griffin/weights.hpp"
@@ -102,7 +104,7 @@ struct layer_stack<schedule<Bs...>> {
     }(std::index_sequence_for<Bs...>{});
   }
   template <class States, class F>
-  static void for_each_state(States& s, F&& f) {
+  static void for_each_element(States& s, F&& f) {
     std::apply([&](auto&... each) { (f(each), ...); }, s);
   }
 };
@@ -147,7 +149,7 @@ struct layer_stack<dynamic_schedule> {
           w[i]);
   }
   template <class States, class F>
-  static void for_each_state(States& s, F&& f) {
+  static void for_each_element(States& s, F&& f) {
     for (auto& each : s) std::visit(f, each);
   }
 };
@@ -175,7 +177,7 @@ class model {
     /// document for global attention.
     [[nodiscard]] std::size_t bytes() const noexcept {
       std::size_t n = next_position_.size() * sizeof(std::int32_t) + doc_tokens_.size() * sizeof(std::size_t);
-      stack::for_each_state(layers_, [&](const auto& s) { n += s.bytes(); });
+      stack::for_each_element(layers_, [&](const auto& s) { n += s.bytes(); });
       return n;
     }
     /// Bytes of the activation buffers kept with the state for decode steps.
@@ -185,7 +187,7 @@ class model {
       if (b >= batch()) throw input_error("state.reset: row " + std::to_string(b) + " of a batch of " + std::to_string(batch()));
       next_position_[b] = 0;
       doc_tokens_[b] = 0;
-      stack::for_each_state(layers_, [&](auto& s) { s.reset_row(b, batch()); });
+      stack::for_each_element(layers_, [&](auto& s) { s.reset_row(b, batch()); });
     }
 
    private:
@@ -282,6 +284,33 @@ class model {
     return run(chunk, st.next_position_.data(), &st, logits_for::last_position);
   }
 
+  /// Threads the matrix products use, the calling thread included.
+  [[nodiscard]] std::size_t threads() const noexcept { return pool_ ? pool_->size() : 1; }
+  /// Uses `n` threads (0: one per hardware thread, the default) from the next
+  /// call on. Results do not depend on the thread count. Copies of a model
+  /// share its threads; calls from several application threads at once are
+  /// safe (one runs on the pool, the others on their own thread).
+  void set_threads(std::size_t n) { pool_ = n == 1 ? nullptr : std::make_shared<thread_pool>(n); }
+
+  /// Stores the matrices of every linear layer and the embedding table as
+  /// `to`: F32, BF16, F16, or I8 (symmetric int8 with one scale per output
+  /// channel; see weight_matrix::converted). The RG-LRU's gates, biases and
+  /// norms keep their type. Converted matrices are owned by the model (the
+  /// checkpoint's pages they came from are no longer used by them).
+  void convert_weights(dtype to) {
+    auto convert = [&](weight_matrix& m) {
+      if (m.type() == to && m.layout() == weight_layout::out_in) return;
+      (m.in_place() ? in_place_bytes_ : copied_bytes_) -= m.bytes();
+      m = m.converted(to);
+      copied_bytes_ += m.bytes();
+    };
+    convert(embedder_.input_embedding);
+    stack::for_each_element(layers_, [&](auto& w) {
+      for (linear* l : w.temporal_block.linears()) convert(l->weight);
+      for (linear* l : w.mlp.linears()) convert(l->weight);
+    });
+  }
+
   /// Bytes of parameters, as computed with.
   [[nodiscard]] std::size_t weight_bytes() const noexcept { return in_place_bytes_ + copied_bytes_; }
   /// Bytes of parameters used in place from a checkpoint's memory map (shared, file-backed pages).
@@ -297,6 +326,7 @@ class model {
     layers_ = stack::load(r, cfg_);
     final_norm_ = rms_norm::load(r, "final_norm", cfg_.width);
     r.check_all_used();
+    set_threads(0);
     in_place_bytes_ = r.in_place_bytes() - in_place;
     copied_bytes_ = r.copied_bytes() - copied;
     stack::for_each(layers_, nullptr, [&](std::size_t, const auto& w, auto*) {
@@ -366,7 +396,7 @@ class model {
     float* x = s.take(rows * D);  // [B, T, D] the residual stream
     embedder::encode(embedder_, tokens.data(), rows, x);
 
-    block_io io{x, B, T, segment_pos, 0, &s};
+    block_io io{x, B, T, segment_pos, 0, &s, pool_.get()};
     stack::for_each(layers_, st ? &st->layers_ : nullptr, [&](std::size_t i, const auto& w, auto* layer_state) {
       using block = typename std::decay_t<decltype(w)>::block_type;
       io.layer = i;
@@ -382,7 +412,7 @@ class model {
       kernels::rms_norm<default_arch>(x + src * D, final_norm_.scale.data(), normed + r * D, D, rms_norm::eps);
     }
     tensor<float> logits(all ? std::vector<std::size_t>{B, T, V} : std::vector<std::size_t>{B, V});
-    embedder::decode(embedder_, normed, D, n, logits.data());
+    embedder::decode(embedder_, normed, D, n, logits.data(), pool_.get());
 
     if (st)
       for (std::size_t b = 0; b < B; ++b) {
@@ -401,6 +431,7 @@ class model {
   std::size_t in_place_bytes_ = 0;
   std::size_t copied_bytes_ = 0;
   std::size_t global_context_ = std::numeric_limits<std::size_t>::max();
+  std::shared_ptr<thread_pool> pool_;
 };
 
 /// The official parameters of a model of config `c`, in loading order: what

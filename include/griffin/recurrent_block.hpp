@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -36,6 +37,9 @@ struct recurrent_block {
     linear linear_out;  // [D, E] + [D]
     conv1d::weights conv_1d;
     ::griffin::rg_lru::weights rg_lru;
+
+    /// The block's linear layers (not the RG-LRU's gates).
+    auto linears() noexcept { return std::array{&linear_y, &linear_x, &linear_out}; }
   };
 
   /// Decode state of all batch rows.
@@ -82,11 +86,11 @@ struct recurrent_block {
     const std::size_t tw = w.conv_1d.temporal_width;
 
     float* y = s.take(rows * E);  // [B, T, E] the GELU branch
-    w.linear_y.forward(normed, y, rows);
+    w.linear_y.forward(normed, y, rows, io.pool);
     kernels::transform<default_arch>(y, y, rows * E, kernels::gelu_tanh_fn{});
 
     float* xb = s.take(rows * E);  // [B, T, E] linear_x, later the RG-LRU output
-    w.linear_x.forward(normed, xb, rows);
+    w.linear_x.forward(normed, xb, rows, io.pool);
 
     float* xc = s.take(rows * E);  // [B, T, E] conv1d output
     float* next_history = s.take((tw - 1) * E);
@@ -103,8 +107,8 @@ struct recurrent_block {
 
     float* gate_x = s.take(rows * E);
     float* gate_a = s.take(rows * E);
-    w.rg_lru.input_gate.forward(xc, gate_x, rows);
-    w.rg_lru.a_gate.forward(xc, gate_a, rows);
+    w.rg_lru.input_gate.forward(xc, gate_x, rows, io.pool);
+    w.rg_lru.a_gate.forward(xc, gate_a, rows, io.pool);
     float* fresh = st ? nullptr : s.take(E);
     for (std::size_t b = 0; b < io.batch; ++b) {
       float* h = st ? st->rg_lru_state.data() + b * E : std::fill_n(fresh, E, 0.0f) - E;
@@ -114,7 +118,7 @@ struct recurrent_block {
     }
 
     kernels::transform<default_arch>(xb, y, xb, rows * E, kernels::multiplies_fn{});
-    w.linear_out.forward(xb, io.x, rows, /*accumulate=*/true);
+    w.linear_out.forward(xb, io.x, rows, io.pool, /*accumulate=*/true);
   }
 };
 

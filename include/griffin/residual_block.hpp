@@ -59,7 +59,7 @@ struct residual_block {
     rms_norm::forward(w.temporal_pre_norm, io.x, normed, rows, D);
     Mixer::forward(w.temporal_block, st, normed, io);
     rms_norm::forward(w.channel_pre_norm, io.x, normed, rows, D);
-    mlp_block::forward(w.mlp, normed, io.x, rows, *io.scratch);
+    mlp_block::forward(w.mlp, normed, io.x, rows, *io.scratch, io.pool);
   }
 };
 

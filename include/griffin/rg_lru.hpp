@@ -115,11 +115,12 @@ struct block_diagonal_linear {
     return l;
   }
 
-  /// x, y: [rows, H * b] contiguous.
-  void forward(const float* x, float* y, std::size_t rows) const {
+  /// x, y: [rows, H * b] contiguous. The blocks are split over `pool`.
+  void forward(const float* x, float* y, std::size_t rows, thread_pool* pool = nullptr) const {
     const std::size_t bw = block_width, E = num_blocks * bw;
-    for (std::size_t h = 0; h < num_blocks; ++h)
+    parallel_run(pool, num_blocks, [&](std::size_t h) {
       weight.rows(h * bw, bw).apply<default_arch>(x + h * bw, E, bias.data() + h * bw, y + h * bw, E, rows);
+    });
   }
 };
 

@@ -358,7 +358,7 @@ class weight_reader {
     const std::size_t size = dtype_size(t->type);
     if (computable && t->owner && reinterpret_cast<std::uintptr_t>(bytes) % size == 0) {
       in_place_bytes_ += rows * cols * size;
-      return {t->type, layout, bytes, out, in, t->owner};
+      return {t->type, layout, bytes, out, in, t->owner, /*in_place=*/true};
     }
     if (computable) {  // copy, keeping the type
       auto owned = std::make_shared<aligned_vector<float>>((rows * cols * size + 3) / 4);

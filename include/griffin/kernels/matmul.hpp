@@ -1,19 +1,51 @@
-// griffin/kernels/matmul.hpp: y = x w + b for float activations and weights
-// stored as float, bfloat16 or float16, in either layout a checkpoint uses:
-// out x in (torch nn.Linear: every linear layer, the tied logits) or in x out
-// (einsum weights: the reference's ffw_up.w and the block-diagonal RG-LRU
-// gates), so no checkpoint needs a transposed copy. Decode is the M = batch
-// case of the same kernels (matrix-vector products sharing one pass over w).
+// griffin/kernels/matmul.hpp: y = x W + b for float activations and weights
+// stored as float, bfloat16, float16 or int8 (one scale per output channel),
+// in either layout a checkpoint uses: out x in (torch nn.Linear: every linear
+// layer, the tied logits) or in x out (einsum weights: the reference's
+// ffw_up.w and the block-diagonal RG-LRU gates). No checkpoint needs a
+// transposed or converted copy.
+//
+// Compute rules (what the scalar reference computes, and every path matches):
+//   float, float16, int8 weights: activations in float, weights converted
+//     exactly, products summed in float; int8 sums are then scaled.
+//   bfloat16 weights: activations rounded to bfloat16 first, as a bf16 model
+//     runs in the reference; the exact products are summed in float. On a CPU
+//     with AVX512-BF16 this is one vdpbf16ps per 32 weights.
+//
+// Two paths, chosen by the number of activation rows M:
+//   gemv (M < gemm_min_rows: decode steps, small batches): each output is a
+//     dot product along a weight row streamed once from memory; memory-bound.
+//   gemm (prefill, large batches): activations are packed once into
+//     k-major panels; a register tile of 8 weight rows x 48 tokens runs over
+//     cache blocks of K (KC), tokens (MC) and weight rows (NC), with weights
+//     broadcast from their own rows in place (or from a small converted panel
+//     for int8, float16, in x out or odd K). Compute-bound.
+// Both split the output channels over a thread pool; every output is computed
+// by the same code whatever the thread count, so results do not depend on it.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "griffin/kernels/convert.hpp"
 #include "griffin/kernels/simd.hpp"
+#include "griffin/parallel.hpp"
+#include "griffin/tensor.hpp"
 
-namespace griffin::kernels {
+namespace griffin {
+
+/// How a matrix mapping `in` features to `out` features is stored.
+enum class weight_layout : std::uint8_t {
+  out_in,  ///< [out, in]: torch nn.Linear, embeddings
+  in_out,  ///< [in, out]: einsum weights (the reference's ffw_up.w, the RG-LRU gates)
+};
+
+namespace kernels {
 
 /// A row-major matrix view: element (r, c) is data[r * stride + c].
 template <class T>
@@ -35,32 +67,63 @@ template <class T>
   return {data, rows, cols, cols};
 }
 
-/// Scalar reference. x: [M, K]; w: [N, K] (out x in, the torch nn.Linear
-/// layout); bias: [N] or null; y: [M, N].
-/// y[m, n] = (sum_k x[m, k] w[n, k]) + bias[n], added to y when `accumulate`.
+/// Weights mapping `in` (K) features to `out` (N) features, stored as T in
+/// `layout` with row stride `stride` (elements); `scale` [out] for int8.
 template <WeightElement T>
-inline void matmul_scalar(matrix_view<const float> x, matrix_view<const T> w, const float* bias, matrix_view<float> y,
-                          bool accumulate = false) {
-  assert(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
-  for (std::size_t m = 0; m < x.rows; ++m)
-    for (std::size_t n = 0; n < w.rows; ++n) {
-      float acc = 0.0f;
-      for (std::size_t k = 0; k < x.cols; ++k) acc += x.row(m)[k] * load_scalar(w.row(n), k);
-      if (bias) acc += bias[n];
-      y.row(m)[n] = accumulate ? y.row(m)[n] + acc : acc;
-    }
+struct weights_view {
+  const T* data = nullptr;
+  std::size_t out = 0;
+  std::size_t in = 0;
+  std::size_t stride = 0;
+  weight_layout layout = weight_layout::out_in;
+  const float* scale = nullptr;
+
+  /// Element (n, k): the weight from input k to output n, as a float (unscaled for int8).
+  [[nodiscard]] float at(std::size_t n, std::size_t k) const noexcept {
+    return layout == weight_layout::out_in ? load_scalar(data + n * stride, k) : load_scalar(data + k * stride, n);
+  }
+  /// Output channels [first, first + count) alone.
+  [[nodiscard]] weights_view channels(std::size_t first, std::size_t count) const noexcept {
+    weights_view v = *this;
+    v.out = count;
+    v.data = layout == weight_layout::out_in ? data + first * stride : data + first;
+    if (scale) v.scale = scale + first;
+    return v;
+  }
+};
+
+/// Out x in weights [N, K], contiguous.
+template <WeightElement T>
+[[nodiscard]] constexpr weights_view<T> out_in(const T* data, std::size_t out, std::size_t in,
+                                               const float* scale = nullptr) noexcept {
+  return {data, out, in, in, weight_layout::out_in, scale};
+}
+/// In x out weights [K, N], contiguous.
+template <WeightElement T>
+[[nodiscard]] constexpr weights_view<T> in_out(const T* data, std::size_t out, std::size_t in,
+                                               const float* scale = nullptr) noexcept {
+  return {data, out, in, out, weight_layout::in_out, scale};
 }
 
-/// Scalar reference with w: [K, N] (in x out, the layout of an einsum weight
-/// such as the reference's ffw_up.w and the RG-LRU gates).
+/// True when weights of type T compute with activations rounded to bfloat16.
+template <class T>
+inline constexpr bool bf16_activations = std::is_same_v<T, bfloat16>;
+
+/// Scalar reference. x: [M, K]; w: N outputs from K inputs; bias: [N] or null;
+/// y: [M, N]. y[m, n] = scale[n] * sum_k x'[m, k] w[n, k] + bias[n] (added to
+/// y when `accumulate`), x' = x rounded to bf16 for bf16 weights, else x.
 template <WeightElement T>
-inline void matmul_in_out_scalar(matrix_view<const float> x, matrix_view<const T> w, const float* bias,
-                                 matrix_view<float> y, bool accumulate = false) {
-  assert(x.cols == w.rows && y.rows == x.rows && y.cols == w.cols);
+inline void matmul_scalar(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
+                          bool accumulate = false) {
+  assert(x.cols == w.in && y.rows == x.rows && y.cols == w.out);
   for (std::size_t m = 0; m < x.rows; ++m)
-    for (std::size_t n = 0; n < w.cols; ++n) {
+    for (std::size_t n = 0; n < w.out; ++n) {
       float acc = 0.0f;
-      for (std::size_t k = 0; k < x.cols; ++k) acc += x.row(m)[k] * load_scalar(w.row(k), n);
+      for (std::size_t k = 0; k < x.cols; ++k) {
+        const float xv = bf16_activations<T> ? round_to_bf16(x.row(m)[k]) : x.row(m)[k];
+        acc += xv * w.at(n, k);
+      }
+      if (w.scale) acc *= w.scale[n];
       if (bias) acc += bias[n];
       y.row(m)[n] = accumulate ? y.row(m)[n] + acc : acc;
     }
@@ -68,67 +131,205 @@ inline void matmul_in_out_scalar(matrix_view<const float> x, matrix_view<const T
 
 namespace detail {
 
-// One MR x NR register tile of y: MR rows of x against NR rows of w (out x in),
-// the reduction over K vectorised, its remainder scalar.
+// A per-thread buffer of at least n elements of T, one per Tag; it grows and
+// is kept, so steady-state calls allocate nothing.
+template <class Tag, class T>
+inline T* thread_buffer(std::size_t n) {
+  thread_local aligned_vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+inline std::uint32_t load_u32(const void* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Two bf16 values as one 32-bit word: `lo` in the low half (the even k).
+inline std::uint32_t bf16_pair(float lo, float hi) noexcept {
+  return static_cast<std::uint32_t>(float_to_bf16(lo)) | static_cast<std::uint32_t>(float_to_bf16(hi)) << 16;
+}
+
+// out[i] = x[i] as bf16 bits (nearest even), for i < n.
+inline void to_bf16(const float* x, std::uint16_t* out, std::size_t n) noexcept {
+  std::size_t i = 0;
+#if defined(__AVX512BF16__)
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+#endif
+  for (; i < n; ++i) out[i] = float_to_bf16(x[i]);
+}
+
+// The epilogue every path shares: y = scale * acc + bias (+ y).
+inline void store_output(float acc, const float* scale, const float* bias, std::size_t n, float& out,
+                         bool accumulate) noexcept {
+  if (scale) acc *= scale[n];
+  if (bias) acc += bias[n];
+  out = accumulate ? out + acc : acc;
+}
+
+// Activation rows as the rule for T wants them: x itself, or rounded to
+// bf16 into a per-thread buffer.
+template <class T>
+inline matrix_view<const float> activations_for(matrix_view<const float> x) {
+  if constexpr (!bf16_activations<T>) {
+    return x;
+  } else {
+    struct tag;
+    float* r = thread_buffer<tag, float>(x.rows * x.cols);
+    for (std::size_t m = 0; m < x.rows; ++m)
+      for (std::size_t k = 0; k < x.cols; ++k) r[m * x.cols + k] = round_to_bf16(x.row(m)[k]);
+    return dense<const float>(r, x.rows, x.cols);
+  }
+}
+
+// ---- gemv: dot products along out x in rows ---------------------------------
+
+// Row n of y's columns for MR activation rows: dot products along weight row
+// n (out x in), four batches in flight so the row streams from memory as one
+// sequence (consecutive rows continue it); the remainder of K scalar.
+template <class Arch, std::size_t MR, class T>
+inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
+                     std::size_t m0, std::size_t n, bool accumulate) {
+  using B = batch<Arch>;
+  constexpr std::size_t L = B::size, U = 4;
+  const std::size_t K = x.cols;
+  B acc[MR][U];
+  for (auto& row : acc)
+    for (auto& a : row) a = B(0.0f);
+  const T* wr = w.data + n * w.stride;
+  std::size_t k = 0;
+  for (; k + U * L <= K; k += U * L)
+    for (std::size_t u = 0; u < U; ++u) {
+      const B wv = load_batch<Arch>(wr + k + u * L);
+      for (std::size_t i = 0; i < MR; ++i) acc[i][u] = xsimd::fma(B::load_unaligned(x.row(m0 + i) + k + u * L), wv, acc[i][u]);
+    }
+  for (; k + L <= K; k += L) {
+    const B wv = load_batch<Arch>(wr + k);
+    for (std::size_t i = 0; i < MR; ++i) acc[i][0] = xsimd::fma(B::load_unaligned(x.row(m0 + i) + k), wv, acc[i][0]);
+  }
+  for (std::size_t i = 0; i < MR; ++i) {
+    float sum = xsimd::hadd((acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3]));
+    for (std::size_t kk = k; kk < K; ++kk) sum += x.row(m0 + i)[kk] * load_scalar(wr, kk);
+    store_output(sum, w.scale, bias, n, y.row(m0 + i)[n], accumulate);
+  }
+}
+
+#if defined(__AVX512BF16__)
+// The same for bf16 weights with vdpbf16ps: xb holds the activation rows as
+// bf16 [MR, ldxb] (zero-padded to a multiple of 32); the weight row's tail is
+// read with a masked load.
+template <std::size_t MR>
+inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, weights_view<bfloat16> w, const float* bias,
+                            matrix_view<float> y, std::size_t m0, std::size_t n, bool accumulate) {
+  constexpr std::size_t U = 4;
+  const std::size_t K = w.in;
+  __m512 acc[MR][U];
+  for (auto& row : acc)
+    for (auto& a : row) a = _mm512_setzero_ps();
+  const auto* wr = reinterpret_cast<const std::uint16_t*>(w.data + n * w.stride);
+  std::size_t k = 0;
+  for (; k + 32 * U <= K; k += 32 * U)
+    for (std::size_t u = 0; u < U; ++u) {
+      const __m512i wv = _mm512_loadu_si512(wr + k + 32 * u);
+      for (std::size_t i = 0; i < MR; ++i)
+        acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_load_si512(xb + (m0 + i) * ldxb + k + 32 * u), (__m512bh)wv);
+    }
+  for (; k < K; k += 32) {
+    const __mmask32 mask = K - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << (K - k)) - 1);
+    const __m512i wv = _mm512_maskz_loadu_epi16(mask, wr + k);
+    for (std::size_t i = 0; i < MR; ++i)
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_load_si512(xb + (m0 + i) * ldxb + k), (__m512bh)wv);
+  }
+  for (std::size_t i = 0; i < MR; ++i) {
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
+    store_output(_mm512_reduce_add_ps(sum), nullptr, bias, n, y.row(m0 + i)[n], accumulate);
+  }
+}
+#endif
+
+// One MR x NR tile of y: MR activation rows against NR weight rows read side
+// by side (NR streams from memory), the reduction over K vectorised.
 template <class Arch, std::size_t MR, std::size_t NR, class T>
-inline void matmul_tile(matrix_view<const float> x, matrix_view<const T> w, const float* bias, matrix_view<float> y,
-                        std::size_t m0, std::size_t n0, bool accumulate) {
+inline void gemv_tile(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
+                      std::size_t m0, std::size_t n0, bool accumulate) {
   using B = batch<Arch>;
   constexpr std::size_t L = B::size;
   const std::size_t K = x.cols;
   const std::size_t kv = K - K % L;
-
   std::array<B, MR * NR> acc;
   acc.fill(B(0.0f));
-  const float* xr[MR];
   const T* wr[NR];
-  for (std::size_t i = 0; i < MR; ++i) xr[i] = x.row(m0 + i);
-  for (std::size_t j = 0; j < NR; ++j) wr[j] = w.row(n0 + j);
-
+  for (std::size_t j = 0; j < NR; ++j) wr[j] = w.data + (n0 + j) * w.stride;
   for (std::size_t k = 0; k < kv; k += L) {
     B wv[NR];
     for (std::size_t j = 0; j < NR; ++j) wv[j] = load_batch<Arch>(wr[j] + k);
     for (std::size_t i = 0; i < MR; ++i) {
-      const B xv = B::load_unaligned(xr[i] + k);
+      const B xv = B::load_unaligned(x.row(m0 + i) + k);
       for (std::size_t j = 0; j < NR; ++j) acc[i * NR + j] = xsimd::fma(xv, wv[j], acc[i * NR + j]);
     }
   }
   for (std::size_t i = 0; i < MR; ++i)
     for (std::size_t j = 0; j < NR; ++j) {
       float sum = xsimd::hadd(acc[i * NR + j]);
-      for (std::size_t k = kv; k < K; ++k) sum += xr[i][k] * load_scalar(wr[j], k);
-      if (bias) sum += bias[n0 + j];
-      float& out = y.row(m0 + i)[n0 + j];
-      out = accumulate ? out + sum : sum;
+      for (std::size_t k = kv; k < K; ++k) sum += x.row(m0 + i)[k] * load_scalar(wr[j], k);
+      store_output(sum, w.scale, bias, n0 + j, y.row(m0 + i)[n0 + j], accumulate);
     }
 }
 
-template <class Arch, std::size_t MR, class T>
-inline void matmul_row_block(matrix_view<const float> x, matrix_view<const T> w, const float* bias,
-                             matrix_view<float> y, std::size_t m0, bool accumulate) {
-  constexpr std::size_t NR = 4;
-  std::size_t n = 0;
-  for (; n + NR <= w.rows; n += NR) matmul_tile<Arch, MR, NR>(x, w, bias, y, m0, n, accumulate);
-  switch (w.rows - n) {
-    case 3: matmul_tile<Arch, MR, 3>(x, w, bias, y, m0, n, accumulate); break;
-    case 2: matmul_tile<Arch, MR, 2>(x, w, bias, y, m0, n, accumulate); break;
-    case 1: matmul_tile<Arch, MR, 1>(x, w, bias, y, m0, n, accumulate); break;
+template <std::size_t MR, class F>
+inline void for_blocks(std::size_t first, std::size_t last, F&& f) {
+  std::size_t i = first;
+  for (; i + MR <= last; i += MR) f(std::integral_constant<std::size_t, MR>{}, i);
+  switch (last - i) {
+    case 3: f(std::integral_constant<std::size_t, 3>{}, i); break;
+    case 2: f(std::integral_constant<std::size_t, 2>{}, i); break;
+    case 1: f(std::integral_constant<std::size_t, 1>{}, i); break;
     default: break;
   }
 }
 
-// One MR x (NV batches) tile of y for w in x out: y[m, n0 ..] accumulates
-// x[m, k] * w[k, n0 ..] over k, vectorised over n.
+// Output channels [n0, n1) of an out x in gemv, each weight row read once
+// against all activation rows: float rows four side by side (measured
+// fastest for 4-byte weights), narrower types one after another, so the
+// matrix streams from memory in order.
+template <class Arch, class T>
+inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const std::uint16_t* xb,
+                        [[maybe_unused]] std::size_t ldxb, weights_view<T> w, const float* bias, matrix_view<float> y,
+                        std::size_t n0, std::size_t n1, bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    for_blocks<4>(n0, n1, [&](auto nr, std::size_t n) {
+      for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
+        gemv_tile<Arch, decltype(mr)::value, decltype(nr)::value>(x, w, bias, y, m, n, accumulate);
+      });
+    });
+    return;
+  }
+  for (std::size_t n = n0; n < n1; ++n)
+    for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
+#if defined(__AVX512BF16__)
+      if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+        gemv_row_dpbf16<decltype(mr)::value>(xb, ldxb, w, bias, y, m, n, accumulate);
+        return;
+      }
+#endif
+      gemv_row<Arch, decltype(mr)::value>(x, w, bias, y, m, n, accumulate);
+    });
+}
+
+// One MR x (NV batches) tile of y for in x out weights: y[m, n0 ..]
+// accumulates x[m, k] * w[k, n0 ..] over k, vectorised over n.
 template <class Arch, std::size_t MR, std::size_t NV, class T>
-inline void matmul_in_out_tile(matrix_view<const float> x, matrix_view<const T> w, const float* bias,
-                               matrix_view<float> y, std::size_t m0, std::size_t n0, bool accumulate) {
+inline void gemv_in_out_tile(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
+                             std::size_t m0, std::size_t n0, bool accumulate) {
   using B = batch<Arch>;
   constexpr std::size_t L = B::size;
   std::array<B, MR * NV> acc;
   acc.fill(B(0.0f));
   for (std::size_t k = 0; k < x.cols; ++k) {
     B wv[NV];
-    for (std::size_t j = 0; j < NV; ++j) wv[j] = load_batch<Arch>(w.row(k) + n0 + j * L);
+    for (std::size_t j = 0; j < NV; ++j) wv[j] = load_batch<Arch>(w.data + k * w.stride + n0 + j * L);
     for (std::size_t i = 0; i < MR; ++i) {
       const B xv(x.row(m0 + i)[k]);
       for (std::size_t j = 0; j < NV; ++j) acc[i * NV + j] = xsimd::fma(xv, wv[j], acc[i * NV + j]);
@@ -138,61 +339,300 @@ inline void matmul_in_out_tile(matrix_view<const float> x, matrix_view<const T> 
     for (std::size_t j = 0; j < NV; ++j) {
       float* out = y.row(m0 + i) + n0 + j * L;
       B v = acc[i * NV + j];
+      if (w.scale) v = v * B::load_unaligned(w.scale + n0 + j * L);
       if (bias) v = v + B::load_unaligned(bias + n0 + j * L);
       if (accumulate) v = v + B::load_unaligned(out);
       v.store_unaligned(out);
     }
 }
 
-template <class Arch, std::size_t MR, class T>
-inline void matmul_in_out_row_block(matrix_view<const float> x, matrix_view<const T> w, const float* bias,
-                                    matrix_view<float> y, std::size_t m0, bool accumulate) {
+// Output channels [n0, n1) of an in x out gemv.
+template <class Arch, class T>
+inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
+                        std::size_t n0, std::size_t n1, bool accumulate) {
   constexpr std::size_t L = lanes<Arch>;
-  const std::size_t N = w.cols;
-  std::size_t n = 0;
-  for (; n + 2 * L <= N; n += 2 * L) matmul_in_out_tile<Arch, MR, 2>(x, w, bias, y, m0, n, accumulate);
-  for (; n + L <= N; n += L) matmul_in_out_tile<Arch, MR, 1>(x, w, bias, y, m0, n, accumulate);
-  if (n < N) {  // the last columns: the reference on that sub-matrix
-    const matrix_view<const T> wt{w.data + n, w.rows, N - n, w.stride};
-    matmul_in_out_scalar(matrix_view<const float>{x.row(m0), MR, x.cols, x.stride}, wt, bias ? bias + n : nullptr,
-                         matrix_view<float>{y.row(m0) + n, MR, N - n, y.stride}, accumulate);
+  for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
+    constexpr std::size_t MR = decltype(mr)::value;
+    std::size_t n = n0;
+    for (; n + 2 * L <= n1; n += 2 * L) gemv_in_out_tile<Arch, MR, 2>(x, w, bias, y, m, n, accumulate);
+    for (; n + L <= n1; n += L) gemv_in_out_tile<Arch, MR, 1>(x, w, bias, y, m, n, accumulate);
+    for (; n < n1; ++n)
+      for (std::size_t i = 0; i < MR; ++i) {
+        float acc = 0.0f;
+        for (std::size_t k = 0; k < x.cols; ++k) acc += x.row(m + i)[k] * w.at(n, k);
+        store_output(acc, w.scale, bias, n, y.row(m + i)[n], accumulate);
+      }
+  });
+}
+
+// ---- gemm: packed activations, weights broadcast from their rows -------------
+
+// Cache blocking (elements of K, tokens, weight rows) and the register tile.
+inline constexpr std::size_t gemm_kc = 256;  // even, so bf16 pairs never straddle blocks
+inline constexpr std::size_t gemm_mc = 384;
+inline constexpr std::size_t gemm_nc = 256;
+inline constexpr std::size_t gemm_nr = 8;  // weight rows per register tile
+inline constexpr std::size_t gemm_mv = 3;  // token batches per register tile
+static_assert(gemm_mc % (gemm_mv * 16) == 0);
+
+// What the packed kernel multiplies: floats, or pairs of bf16 in 32-bit words.
+template <class T>
+using packed_element = std::conditional_t<bf16_activations<T>, std::uint32_t, float>;
+
+// k steps per packed element.
+template <class T>
+inline constexpr std::size_t k_per_element = bf16_activations<T> ? 2 : 1;
+
+// Tokens per packed block of activations: one register tile's worth.
+inline constexpr std::size_t gemm_block_tokens = gemm_mv * 16;
+
+// Packs x [M, K] in blocks of gemm_block_tokens tokens, each block
+// [Kp][gemm_block_tokens] (k' = k / k_per_element, Kp of them), zero past M
+// and past K: the register tile reads a block front to back.
+template <class T>
+inline void pack_activations(matrix_view<const float> x, packed_element<T>* a, std::size_t Mpad, std::size_t Kp,
+                             std::size_t kp0, std::size_t kp1) {
+  constexpr std::size_t P = k_per_element<T>, MB = gemm_block_tokens;
+  const std::size_t K = x.cols;
+  struct row_tag;
+  std::uint16_t* row = P == 2 ? thread_buffer<row_tag, std::uint16_t>(2 * (kp1 - kp0)) : nullptr;
+  for (std::size_t m = 0; m < Mpad; ++m) {
+    packed_element<T>* out = a + (m / MB) * Kp * MB + m % MB;
+    if (m >= x.rows) {
+      for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = 0;
+    } else if constexpr (P == 2) {  // the row's pairs as bf16, then one word per pair
+      const std::size_t k0 = 2 * kp0, k1 = std::min(2 * kp1, K);
+      to_bf16(x.row(m) + k0, row, k1 - k0);
+      if (k1 - k0 < 2 * (kp1 - kp0)) row[k1 - k0] = 0;  // K odd: the last pair's second half
+      for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = load_u32(row + 2 * (kp - kp0));
+    } else {
+      for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = x.row(m)[kp];
+    }
   }
 }
 
-template <std::size_t MR, class F>
-inline void for_row_blocks(std::size_t rows, F&& f) {
-  std::size_t m = 0;
-  for (; m + MR <= rows; m += MR) f(std::integral_constant<std::size_t, MR>{}, m);
-  switch (rows - m) {
-    case 3: f(std::integral_constant<std::size_t, 3>{}, m); break;
-    case 2: f(std::integral_constant<std::size_t, 2>{}, m); break;
-    case 1: f(std::integral_constant<std::size_t, 1>{}, m); break;
-    default: break;
+// Weight rows [n0, n0 + rows) x k in [k0, k0 + kc) as a panel of
+// gemm_nr rows of packed elements (zero past the matrix).
+template <class Arch, class T>
+inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, std::size_t k0, std::size_t kc,
+                          packed_element<T>* panel, std::size_t ldp) {
+  constexpr std::size_t P = k_per_element<T>;
+  const std::size_t K = w.in;
+  if constexpr (P == 1) {
+    if (w.layout == weight_layout::out_in) {  // the common case (int8, float16 rows): converted a batch at a time
+      for (std::size_t i = 0; i < gemm_nr; ++i) {
+        float* out = panel + i * ldp;
+        if (i >= rows) {
+          std::fill(out, out + ldp, 0.0f);
+          continue;
+        }
+        const T* src = w.data + (n0 + i) * w.stride + k0;
+        simd_for<Arch>(
+            kc, [&](std::size_t k) { load_batch<Arch>(src + k).store_unaligned(out + k); },
+            [&](std::size_t k) { out[k] = load_scalar(src, k); });
+        std::fill(out + kc, out + ldp, 0.0f);
+      }
+      return;
+    }
+  }
+  for (std::size_t i = 0; i < gemm_nr; ++i)
+    for (std::size_t kp = 0; kp < ldp; ++kp) {
+      const std::size_t k = k0 + kp * P;
+      auto value = [&](std::size_t kk) { return i < rows && kk < k0 + kc && kk < K ? w.at(n0 + i, kk) : 0.0f; };
+      if constexpr (P == 2)
+        panel[i * ldp + kp] = bf16_pair(value(k), value(k + 1));
+      else
+        panel[i * ldp + kp] = value(k);
+    }
+}
+
+// The register tile: c[NR][MV * L] (+)= panel[NR, kpn] * a[kpn][MV * L].
+template <class Arch, std::size_t MV, class E>
+inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t lda, std::size_t kpn, float* c,
+                       bool load_c) {
+  constexpr std::size_t NR = gemm_nr;
+#if defined(__AVX512BF16__)
+  if constexpr (std::is_same_v<E, std::uint32_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    __m512 acc[NR][MV];
+    for (std::size_t i = 0; i < NR; ++i)
+      for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? _mm512_load_ps(c + (i * MV + j) * 16) : _mm512_setzero_ps();
+    for (std::size_t kp = 0; kp < kpn; ++kp) {
+      __m512i av[MV];
+      for (std::size_t j = 0; j < MV; ++j) av[j] = _mm512_load_si512(a + kp * lda + j * 16);
+      for (std::size_t i = 0; i < NR; ++i) {
+        const __m512i wb = _mm512_set1_epi32(static_cast<int>(load_u32(panel + i * ldp + kp)));
+        for (std::size_t j = 0; j < MV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av[j], (__m512bh)wb);
+      }
+    }
+    for (std::size_t i = 0; i < NR; ++i)
+      for (std::size_t j = 0; j < MV; ++j) _mm512_store_ps(c + (i * MV + j) * 16, acc[i][j]);
+    return;
+  }
+#endif
+  using B = batch<Arch>;
+  constexpr std::size_t L = B::size;
+  B acc[NR][MV];
+  for (std::size_t i = 0; i < NR; ++i)
+    for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? B::load_aligned(c + (i * MV + j) * L) : B(0.0f);
+  for (std::size_t kp = 0; kp < kpn; ++kp) {
+    if constexpr (std::is_same_v<E, float>) {
+      B av[MV];
+      for (std::size_t j = 0; j < MV; ++j) av[j] = B::load_aligned(a + kp * lda + j * L);
+      for (std::size_t i = 0; i < NR; ++i) {
+        const B wb(panel[i * ldp + kp]);
+        for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wb, av[j], acc[i][j]);
+      }
+    } else {  // bf16 pairs without the instruction: split each pair into its two floats
+      using U = xsimd::batch<std::uint32_t, Arch>;
+      B even[MV], odd[MV];
+      for (std::size_t j = 0; j < MV; ++j) {
+        const U u = U::load_aligned(a + kp * lda + j * L);
+        even[j] = xsimd::bitwise_cast<B>(u << 16);
+        odd[j] = xsimd::bitwise_cast<B>(u & U(0xffff0000u));
+      }
+      for (std::size_t i = 0; i < NR; ++i) {
+        const std::uint32_t p = load_u32(panel + i * ldp + kp);
+        const B we(bf16_to_float(static_cast<std::uint16_t>(p))), wo(bf16_to_float(static_cast<std::uint16_t>(p >> 16)));
+        for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wo, odd[j], xsimd::fma(we, even[j], acc[i][j]));
+      }
+    }
+  }
+  for (std::size_t i = 0; i < NR; ++i)
+    for (std::size_t j = 0; j < MV; ++j) acc[i][j].store_aligned(c + (i * MV + j) * L);
+}
+
+// Output channels [n0, n1) of the packed gemm, a[k'][Mpad] packed activations.
+template <class Arch, class T>
+inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t Mpad, std::size_t Kp, weights_view<T> w,
+                          const float* bias, matrix_view<float> y, std::size_t n0, std::size_t n1, bool accumulate) {
+  using E = packed_element<T>;
+  constexpr std::size_t L = lanes<Arch>, NR = gemm_nr, P = k_per_element<T>;
+  const std::size_t K = w.in;
+  // Weight rows are broadcast in place when they already hold packed elements.
+  const bool in_place_type = std::is_same_v<T, E> || (std::is_same_v<T, bfloat16> && K % 2 == 0 && w.stride % 2 == 0);
+  const bool in_place = in_place_type && w.layout == weight_layout::out_in;
+
+  struct panel_tag;
+  struct c_tag;
+  constexpr std::size_t ldp_max = gemm_kc / P;
+  E* panel_buffer = thread_buffer<panel_tag, E>(NR * ldp_max);
+  float* cbuf = thread_buffer<c_tag, float>(gemm_nc * std::min(gemm_mc, Mpad));
+  alignas(64) float tile[NR * gemm_mv * 16];
+
+  for (std::size_t mc0 = 0; mc0 < Mpad; mc0 += gemm_mc) {
+    const std::size_t mc = std::min(gemm_mc, Mpad - mc0);
+    for (std::size_t nc0 = n0; nc0 < n1; nc0 += gemm_nc) {
+      const std::size_t nc = std::min(gemm_nc, n1 - nc0);
+      for (std::size_t k0 = 0; k0 < K; k0 += gemm_kc) {
+        const std::size_t kc = std::min(gemm_kc, K - k0);
+        const std::size_t kpn = (kc + P - 1) / P;
+        const bool first = k0 == 0, last = k0 + kc == K;
+        for (std::size_t nb = 0; nb < nc; nb += NR) {
+          const std::size_t n = nc0 + nb, rows = std::min(NR, nc - nb);
+          const E* panel;
+          std::size_t ldp;
+          if (in_place && rows == NR) {
+            panel = reinterpret_cast<const E*>(w.data + n * w.stride + k0);
+            ldp = w.stride / P;
+          } else {
+            convert_panel<Arch>(w, n, rows, k0, kc, panel_buffer, kpn);
+            panel = panel_buffer;
+            ldp = kpn;
+          }
+          for (std::size_t mb = 0; mb < mc; mb += gemm_mv * L) {
+            const std::size_t mv = std::min(gemm_mv, (mc - mb) / L);
+            float* c = last ? tile : cbuf + nb * mc + mb * NR;
+            const float* c_in = cbuf + nb * mc + mb * NR;
+            if (!first && c != c_in) std::memcpy(c, c_in, NR * mv * L * sizeof(float));
+            constexpr std::size_t MB = gemm_block_tokens;
+            const std::size_t m_first = mc0 + mb;
+            const E* at = a + (m_first / MB) * Kp * MB + (k0 / P) * MB + m_first % MB;
+            switch (mv) {
+              case 3: gemm_micro<Arch, 3>(panel, ldp, at, MB, kpn, c, !first); break;
+              case 2: gemm_micro<Arch, 2>(panel, ldp, at, MB, kpn, c, !first); break;
+              default: gemm_micro<Arch, 1>(panel, ldp, at, MB, kpn, c, !first); break;
+            }
+            if (last) {
+              const std::size_t tokens = std::min(mv * L, M > m_first ? M - m_first : 0);
+              for (std::size_t t = 0; t < tokens; ++t) {
+                float* out = y.row(m_first + t) + n;
+                for (std::size_t i = 0; i < rows; ++i) store_output(tile[i * mv * L + t], w.scale, bias, n + i, out[i], accumulate);
+              }
+            }
+          }
+        }
+      }
+    }
   }
 }
 
 }  // namespace detail
 
-/// SIMD kernel with the contract of `matmul_scalar`: x [M, K], w [N, K] of
-/// float, bfloat16 or float16, bias [N] or null, y [M, N]. Rows may have any
-/// stride and any alignment; y must not overlap x or w.
-template <class Arch = default_arch, WeightElement T>
-inline void matmul(matrix_view<const float> x, matrix_view<const T> w, const float* bias, matrix_view<float> y,
-                   bool accumulate = false) {
-  assert(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
-  detail::for_row_blocks<4>(x.rows, [&](auto mr, std::size_t m) {
-    detail::matmul_row_block<Arch, decltype(mr)::value>(x, w, bias, y, m, accumulate);
-  });
-}
+/// Activation rows from which matmul packs them for the compute-bound path.
+inline constexpr std::size_t gemm_min_rows = 16;
 
-/// SIMD kernel with the contract of `matmul_in_out_scalar` (w: [K, N]).
+/// SIMD kernel with the contract of `matmul_scalar`, its output channels
+/// split over `pool` (or run on the calling thread when null). Rows of x and
+/// y may have any stride and alignment; y must not overlap x or w.
 template <class Arch = default_arch, WeightElement T>
-inline void matmul_in_out(matrix_view<const float> x, matrix_view<const T> w, const float* bias, matrix_view<float> y,
-                          bool accumulate = false) {
-  assert(x.cols == w.rows && y.rows == x.rows && y.cols == w.cols);
-  detail::for_row_blocks<4>(x.rows, [&](auto mr, std::size_t m) {
-    detail::matmul_in_out_row_block<Arch, decltype(mr)::value>(x, w, bias, y, m, accumulate);
-  });
+inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
+                   bool accumulate = false, thread_pool* pool = nullptr) {
+  assert(x.cols == w.in && y.rows == x.rows && y.cols == w.out);
+  const std::size_t M = x.rows, N = w.out, K = w.in;
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum: y = bias
+    for (std::size_t m = 0; m < M; ++m)
+      for (std::size_t n = 0; n < N; ++n) detail::store_output(0.0f, nullptr, bias, n, y.row(m)[n], accumulate);
+    return;
+  }
+  constexpr std::size_t L = lanes<Arch>;
+  // Threads only for work worth waking them for; channel chunks keep tiles whole.
+  const std::size_t threads = pool && M * N * K >= (std::size_t{1} << 18) ? pool->size() : 1;
+  auto split = [&](std::size_t grain, auto&& body) {
+    const std::size_t chunk = (N + threads * grain - 1) / (threads * grain) * grain;
+    const std::size_t tasks = (N + chunk - 1) / chunk;
+    parallel_run(threads > 1 ? pool : nullptr, tasks, [&](std::size_t t) { body(t * chunk, std::min(N, (t + 1) * chunk)); });
+  };
+
+  if (M >= gemm_min_rows) {
+    using E = detail::packed_element<T>;
+    constexpr std::size_t P = detail::k_per_element<T>;
+    struct a_tag;
+    constexpr std::size_t MB = detail::gemm_block_tokens;
+    const std::size_t Mpad = (M + L - 1) / L * L, Kp = (K + P - 1) / P;
+    E* a = detail::thread_buffer<a_tag, E>((Mpad + MB - 1) / MB * MB * Kp);
+    const std::size_t pack_tasks = std::min<std::size_t>(threads, (Kp + 15) / 16);
+    const std::size_t pack_chunk = (Kp + pack_tasks * 16 - 1) / (pack_tasks * 16) * 16;
+    parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
+      detail::pack_activations<T>(x, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
+    });
+    split(detail::gemm_nr, [&](std::size_t n0, std::size_t n1) {
+      detail::gemm_channels<Arch, T>(a, M, Mpad, Kp, w, bias, y, n0, n1, accumulate);
+    });
+    return;
+  }
+
+  if (w.layout == weight_layout::in_out) {
+    const matrix_view<const float> xr = detail::activations_for<T>(x);
+    split(2 * L, [&](std::size_t n0, std::size_t n1) { detail::gemv_in_out<Arch>(xr, w, bias, y, n0, n1, accumulate); });
+    return;
+  }
+#if defined(__AVX512BF16__)
+  if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    // Activations as bf16 rows [M, ldxb], zero-padded to whole 32-element steps.
+    struct xb_tag;
+    const std::size_t ldxb = (K + 31) / 32 * 32;
+    std::uint16_t* xb = detail::thread_buffer<xb_tag, std::uint16_t>(M * ldxb);
+    for (std::size_t m = 0; m < M; ++m) {
+      detail::to_bf16(x.row(m), xb + m * ldxb, K);
+      std::fill(xb + m * ldxb + K, xb + (m + 1) * ldxb, std::uint16_t{0});
+    }
+    split(4, [&](std::size_t n0, std::size_t n1) { detail::gemv_out_in<Arch>(x, xb, ldxb, w, bias, y, n0, n1, accumulate); });
+    return;
+  }
+#endif
+  const matrix_view<const float> xr = detail::activations_for<T>(x);
+  split(4, [&](std::size_t n0, std::size_t n1) { detail::gemv_out_in<Arch>(xr, nullptr, 0, w, bias, y, n0, n1, accumulate); });
 }
 
 /// Scalar reference: sum_i a[i] b[i].
@@ -229,4 +669,5 @@ inline void axpy(float alpha, const float* x, float* y, std::size_t n) {
       [&](std::size_t i) { y[i] += alpha * x[i]; });
 }
 
-}  // namespace griffin::kernels
+}  // namespace kernels
+}  // namespace griffin

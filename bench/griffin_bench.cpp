@@ -1,0 +1,278 @@
+// griffin-bench: end-to-end speed of a RecurrentGemma-shaped model with random
+// weights, against this machine's own limits measured in the same run.
+//
+//   griffin-bench [--preset 2b|9b] [--weights f32,bf16,int8] [--threads 1,2]
+//                 [--prompt 512] [--decode 64] [--layers N]
+//
+// For each weight type and thread count it prints prefill tokens/s (one
+// prompt of --prompt tokens) and decode tokens/s (batch 1, --decode steps
+// after that prompt), and compares them with
+//   decode:  the memory-bandwidth roofline, bandwidth / bytes read per token
+//            (every weight once, plus the KV cache entries attended to);
+//   prefill: the peak of the arithmetic the weights compute with (bf16 dot
+//            products for bf16 weights, f32 FMA otherwise).
+// Bandwidth and peaks are measured here, with the same thread count.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <immintrin.h>
+
+#include <griffin/griffin.hpp>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// ---- the machine ------------------------------------------------------------
+
+// Read bandwidth: every thread sums its share of a 1 GiB buffer; best of 5.
+double measure_bandwidth(griffin::thread_pool& pool) {
+  const std::size_t n = (std::size_t{1} << 30) / sizeof(float);
+  griffin::aligned_vector<float> buffer(n, 1.0f);
+  const std::size_t threads = pool.size(), chunk = n / threads;
+  std::vector<float> sums(threads);
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = clock_type::now();
+    pool.run(threads, [&](std::size_t t) {
+      using B = xsimd::batch<float>;
+      B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+      const float* p = buffer.data() + t * chunk;
+      for (std::size_t i = 0; i + 4 * B::size <= chunk; i += 4 * B::size) {
+        a0 += B::load_aligned(p + i);
+        a1 += B::load_aligned(p + i + B::size);
+        a2 += B::load_aligned(p + i + 2 * B::size);
+        a3 += B::load_aligned(p + i + 3 * B::size);
+      }
+      sums[t] = xsimd::hadd(a0 + a1 + a2 + a3);
+    });
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / seconds_since(t0));
+  }
+  if (std::accumulate(sums.begin(), sums.end(), 0.0f) <= 0.0f) std::puts("(bandwidth check failed)");
+  return best;
+}
+
+// Peak FLOP/s of f32 FMA or (AVX512-BF16) bf16 dot products: 24 independent
+// accumulators per thread, as many as the GEMM's register tile.
+template <bool Bf16>
+float peak_loop(std::size_t iterations, float seed) {
+#if defined(__AVX512F__)
+  __m512 acc[24];
+  for (auto& a : acc) a = _mm512_set1_ps(seed);
+  const __m512 x = _mm512_set1_ps(1e-8f);
+  [[maybe_unused]] const __m512i xb = _mm512_set1_epi32(0x32ab32ab);
+  for (std::size_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 24
+    for (std::size_t j = 0; j < 24; ++j) {
+#if defined(__AVX512BF16__)
+      if constexpr (Bf16) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)xb, (__m512bh)xb);
+      else
+#endif
+        acc[j] = _mm512_fmadd_ps(acc[j], x, x);
+    }
+  }
+  __m512 s = acc[0];
+  for (std::size_t i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+#else
+  (void)iterations;
+  return seed;
+#endif
+}
+
+double measure_peak(griffin::thread_pool& pool, bool bf16) {
+  constexpr std::size_t iterations = 10'000'000;
+  double best = 0.0;
+  std::vector<float> sink(pool.size());
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = clock_type::now();
+    pool.run(pool.size(), [&](std::size_t t) {
+      sink[t] = bf16 ? peak_loop<true>(iterations, static_cast<float>(t)) : peak_loop<false>(iterations, static_cast<float>(t));
+    });
+    const double flops_per_lane_op = bf16 ? 4.0 : 2.0;  // a bf16 lane does two multiply-adds
+    best = std::max(best, static_cast<double>(pool.size() * iterations * 24 * 16) * flops_per_lane_op / seconds_since(t0));
+  }
+  return best;
+}
+
+// ---- the model ----------------------------------------------------------------
+
+// Random weights, fast: uniform with the reference initialiser's variance for
+// big matrices, the library's own generator for everything else.
+griffin::weight_generator fast_random_weights(std::uint64_t seed) {
+  return [slow = griffin::random_weight_generator(seed), seed](const std::string& name,
+                                                               const std::vector<std::size_t>& shape,
+                                                               std::span<float> out) {
+    if (out.size() < (std::size_t{1} << 20)) return slow(name, shape, out);
+    const double fan_in = static_cast<double>(shape.size() > 1 ? shape[1] : shape.at(0));
+    const float a = static_cast<float>(std::sqrt(3.0 / fan_in));
+    std::uint64_t s = seed ^ griffin::detail::fnv1a(name);
+    for (float& v : out) {
+      s ^= s << 13;
+      s ^= s >> 7;
+      s ^= s << 17;
+      v = a * (static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f);
+    }
+  };
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+struct options {
+  std::string preset = "2b";
+  std::vector<std::string> weights{"f32", "bf16", "int8"};
+  std::vector<std::size_t> threads{1, 2};
+  std::size_t prompt = 512;
+  std::size_t decode = 64;
+  std::size_t layers = 0;  // 0: the preset's
+};
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&]() {
+      const std::string v = value();
+      std::size_t used = 0;
+      const unsigned long n = std::stoul(v, &used);
+      if (used != v.size()) throw std::invalid_argument(flag + ": '" + v + "' is not a number");
+      return static_cast<std::size_t>(n);
+    };
+    if (flag == "--preset") o.preset = value();
+    else if (flag == "--weights") o.weights = split_list(value());
+    else if (flag == "--threads") {
+      o.threads.clear();
+      for (const auto& t : split_list(value())) o.threads.push_back(std::stoul(t));
+    } else if (flag == "--prompt") o.prompt = number();
+    else if (flag == "--decode") o.decode = number();
+    else if (flag == "--layers") o.layers = number();
+    else if (flag == "--help" || flag == "-h") {
+      std::puts("griffin-bench [--preset 2b|9b] [--weights f32,bf16,int8] [--threads 1,2] [--prompt 512] [--decode 64] [--layers N]");
+      std::exit(0);
+    } else throw std::invalid_argument("unknown flag " + flag + " (try --help)");
+  }
+  if (o.preset != "2b" && o.preset != "9b") throw std::invalid_argument("--preset must be 2b or 9b");
+  for (const auto& w : o.weights)
+    if (w != "f32" && w != "bf16" && w != "int8") throw std::invalid_argument("--weights: '" + w + "' is not f32, bf16 or int8");
+  if (o.prompt == 0 || o.decode == 0) throw std::invalid_argument("--prompt and --decode must be positive");
+  return o;
+}
+
+griffin::dtype weight_type(const std::string& w) {
+  return w == "f32" ? griffin::dtype::f32 : w == "bf16" ? griffin::dtype::bf16 : griffin::dtype::i8;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  using namespace griffin;
+  const options opt = parse(argc, argv);
+  config cfg = opt.preset == "2b" ? recurrentgemma_2b::make_config() : recurrentgemma_9b::make_config();
+  if (opt.layers) cfg.block_types.resize(opt.layers);
+  const std::size_t attention_layers = static_cast<std::size_t>(
+      std::count(cfg.block_types.begin(), cfg.block_types.end(), block_kind::attention));
+
+  std::printf("griffin-bench: RecurrentGemma-%s shape (%zu blocks %s, width %zu, vocab %zu), random weights\n",
+              opt.preset.c_str(), cfg.block_types.size(), cfg.pattern().substr(0, 12).c_str(), cfg.width,
+              cfg.vocab_size);
+  std::printf("prompt %zu tokens, then %zu decode steps at batch 1\n\n", opt.prompt, opt.decode);
+
+  auto t0 = clock_type::now();
+  weight_reader reader(fast_random_weights(1));
+  model<> m(cfg, reader);
+  std::printf("weights generated in %.1f s\n", seconds_since(t0));
+
+  // FLOPs of one prefill: every matrix product per token (the logits for the
+  // last token only) plus the attention over the keys each query sees.
+  std::size_t matmul_params = 0;
+  for (const auto& p : parameters(cfg))
+    if (p.shape.size() >= 2 && p.name != "embedder.input_embedding" && p.name.find("rg_lru") == std::string::npos)
+      matmul_params += std::accumulate(p.shape.begin(), p.shape.end(), std::size_t{1}, std::multiplies<>{});
+  double keys_seen = 0.0;
+  for (std::size_t t = 0; t < opt.prompt; ++t) keys_seen += static_cast<double>(std::min(t + 1, cfg.attention_window_size + 1));
+  const double head_dim = static_cast<double>(cfg.head_dim()), heads = static_cast<double>(cfg.num_heads);
+  const double rg_lru_params = 2.0 * static_cast<double>(cfg.lru_width) * static_cast<double>(cfg.lru_width / cfg.num_heads) *
+                               static_cast<double>(cfg.block_types.size() - attention_layers);
+  const double prefill_flops = 2.0 * (static_cast<double>(matmul_params) + rg_lru_params) * static_cast<double>(opt.prompt) +
+                               2.0 * static_cast<double>(cfg.vocab_size * cfg.width) +
+                               4.0 * heads * head_dim * keys_seen * static_cast<double>(attention_layers);
+
+  struct machine {
+    double bandwidth, peak_f32, peak_bf16;
+  };
+  std::vector<machine> limits;
+  for (std::size_t threads : opt.threads) {
+    thread_pool pool(threads);
+    limits.push_back({measure_bandwidth(pool), measure_peak(pool, false), measure_peak(pool, true)});
+    std::printf("machine, %zu thread%s: read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, bf16 dot peak %.0f GFLOP/s\n",
+                threads, threads == 1 ? "" : "s", limits.back().bandwidth / 1e9, limits.back().peak_f32 / 1e9,
+                limits.back().peak_bf16 / 1e9);
+  }
+  std::puts("");
+  std::printf("%-6s %-7s %10s %12s %10s %12s %12s %10s\n", "weights", "threads", "weight GB", "prefill t/s",
+              "% peak", "decode t/s", "roofline t/s", "% roofline");
+
+  std::vector<std::int32_t> prompt(opt.prompt);
+  for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
+  const tensor<std::int32_t> prompt_tokens({1, opt.prompt}, prompt);
+
+  for (const auto& w : opt.weights) {
+    m.convert_weights(weight_type(w));
+    for (std::size_t i = 0; i < opt.threads.size(); ++i) {
+      m.set_threads(opt.threads[i]);
+      auto st = m.make_state(1);
+      (void)m.decode(st, std::vector<std::int32_t>{1});  // warm up: pages, buffers, threads
+      st = m.make_state(1);
+      t0 = clock_type::now();
+      tensor<float> logits = m.prefill(st, prompt_tokens);
+      const double prefill_s = seconds_since(t0);
+
+      t0 = clock_type::now();
+      for (std::size_t step = 0; step < opt.decode; ++step) {
+        const auto v = logits.values();
+        const auto next = static_cast<std::int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+        logits = m.decode(st, std::vector<std::int32_t>{next});
+      }
+      const double decode_s = seconds_since(t0);
+
+      const double kv_bytes = static_cast<double>(attention_layers) * 2.0 * head_dim * sizeof(float) *
+                              static_cast<double>(std::min(opt.prompt + opt.decode / 2, cfg.attention_window_size));
+      const double bytes_per_token = static_cast<double>(m.weight_bytes()) + kv_bytes;
+      const double roofline = limits[i].bandwidth / bytes_per_token;
+      const double decode_tps = static_cast<double>(opt.decode) / decode_s;
+      const double prefill_tps = static_cast<double>(opt.prompt) / prefill_s;
+      const double peak = w == "bf16" ? limits[i].peak_bf16 : limits[i].peak_f32;
+      std::printf("%-7s %-7zu %10.2f %12.1f %9.0f%% %12.2f %12.2f %9.0f%%\n", w.c_str(), opt.threads[i],
+                  static_cast<double>(m.weight_bytes()) / 1e9, prefill_tps, 100.0 * prefill_flops / prefill_s / peak,
+                  decode_tps, roofline, 100.0 * decode_tps / roofline);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "griffin-bench: %s\n", e.what());
+  return 2;
+}

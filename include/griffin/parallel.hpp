@@ -1,0 +1,156 @@
+// griffin/parallel.hpp: a small fork-join thread pool for the kernels. The
+// calling thread takes part, so a pool of n threads starts n - 1 workers.
+// Workers spin briefly between jobs (a decode step runs hundreds of short
+// parallel matrix products) and then sleep on an atomic wait.
+//
+//   griffin::thread_pool pool(2);
+//   pool.run(tasks, [&](std::size_t task) { ... });   // returns when all are done
+//
+// A pool runs one job at a time: a call made while another thread's job is
+// running (or from inside a task) runs its tasks inline on the calling
+// thread, so const model methods stay safe to call from several threads.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace griffin {
+
+/// The number of hardware threads (at least 1): the default thread count.
+inline std::size_t hardware_threads() noexcept {
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+class thread_pool {
+ public:
+  /// A pool of `threads` threads in all, the caller included (0 means hardware_threads()).
+  explicit thread_pool(std::size_t threads = 0) {
+    const std::size_t n = threads == 0 ? hardware_threads() : threads;
+    workers_.reserve(n - 1);
+    for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this] { work(); });
+  }
+  ~thread_pool() {
+    stop_.store(true, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  /// Threads in the pool, the caller included.
+  [[nodiscard]] std::size_t size() const noexcept { return workers_.size() + 1; }
+
+  /// Calls f(task) for every task in [0, tasks), spread over the pool's
+  /// threads, and returns when all calls have returned. The first exception
+  /// a task throws is rethrown here (after the other tasks have finished).
+  template <class F>
+  void run(std::size_t tasks, F&& f) {
+    if (tasks == 0) return;
+    if (tasks == 1 || workers_.empty() || busy_.exchange(true, std::memory_order_acquire)) {
+      for (std::size_t t = 0; t < tasks; ++t) f(t);
+      return;
+    }
+    struct release {
+      std::atomic<bool>& busy;
+      ~release() { busy.store(false, std::memory_order_release); }
+    } guard{busy_};
+    job_ = &f;
+    invoke_ = [](const void* fn, std::size_t t) { (*static_cast<std::remove_reference_t<F>*>(const_cast<void*>(fn)))(t); };
+    tasks_ = tasks;
+    error_ = nullptr;
+    done_.store(0, std::memory_order_relaxed);
+    const std::uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
+    next_.store(g << 32, std::memory_order_release);
+    generation_.store(g, std::memory_order_release);
+    generation_.notify_all();
+    take_tasks(g);
+    // Wait for tasks still running on workers.
+    for (std::size_t spins = 0; done_.load(std::memory_order_acquire) != tasks; ++spins) pause(spins);
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  static void pause(std::size_t spins) noexcept {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+    if (spins < 4096) {
+      _mm_pause();
+      return;
+    }
+#endif
+    if (spins % 64 == 0) std::this_thread::yield();
+  }
+
+  // Claims tasks of job g (the generation in next_'s high half, the next task
+  // in its low half) until none is left or a later job has begun.
+  void take_tasks(std::uint64_t g) {
+    for (;;) {
+      std::uint64_t v = next_.load(std::memory_order_acquire);
+      do {
+        if (v >> 32 != (g & 0xffffffffu) || (v & 0xffffffffu) >= tasks_) return;
+      } while (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+      const std::size_t t = v & 0xffffffffu;
+      try {
+        invoke_(job_, t);
+      } catch (...) {
+        std::lock_guard g(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void work() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      // Spin a while for the next job, then sleep until the generation changes.
+      std::uint64_t g = generation_.load(std::memory_order_acquire);
+      for (std::size_t spins = 0; g == seen && spins < (1u << 16); ++spins) {
+        pause(spins % 4096);
+        g = generation_.load(std::memory_order_acquire);
+      }
+      if (g == seen) {
+        generation_.wait(seen, std::memory_order_acquire);
+        continue;
+      }
+      seen = g;
+      if (stop_.load(std::memory_order_relaxed)) return;
+      take_tasks(g);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::atomic<bool> busy_{false};          // true while a job runs
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  const void* job_ = nullptr;
+  void (*invoke_)(const void*, std::size_t) = nullptr;
+  std::size_t tasks_ = 0;
+  std::atomic<std::uint64_t> next_{0};  // generation << 32 | next task
+  std::atomic<std::size_t> done_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+};
+
+/// Runs f(task) for task in [0, tasks) on `pool`, or inline when it is null.
+template <class F>
+inline void parallel_run(thread_pool* pool, std::size_t tasks, F&& f) {
+  if (pool) {
+    pool->run(tasks, std::forward<F>(f));
+  } else {
+    for (std::size_t t = 0; t < tasks; ++t) f(t);
+  }
+}
+
+}  // namespace griffin
