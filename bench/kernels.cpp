@@ -51,7 +51,7 @@ void bm_matmul(benchmark::State& state) {
 void matmul_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"M", "N", "K", "threads"});
   for (long threads : {1, 2})
-    for (auto [M, N, K] : {std::array<long, 3>{1, 2560, 2560}, {1, 7680, 2560}, {1, 2560, 7680}, {8, 7680, 2560},
+    for (auto [M, N, K] : {std::array<long, 3>{1, 2560, 2560}, {1, 65536, 2560}, {1, 7680, 2560}, {1, 2560, 7680}, {8, 7680, 2560},
                            {64, 7680, 2560}, {512, 2560, 2560}, {512, 7680, 2560}})
       b->Args({M, N, K, threads});
   b->UseRealTime();

@@ -6,11 +6,15 @@
 // transposed or converted copy.
 //
 // Compute rules (what the scalar reference computes, and every path matches):
-//   float, float16, int8 weights: activations in float, weights converted
-//     exactly, products summed in float; int8 sums are then scaled.
+//   float, float16 weights: activations in float, weights converted exactly,
+//     products summed in float.
 //   bfloat16 weights: activations rounded to bfloat16 first, as a bf16 model
 //     runs in the reference; the exact products are summed in float. On a CPU
 //     with AVX512-BF16 this is one vdpbf16ps per 32 weights.
+//   int8 weights: each activation row rounded to a 16-bit grid (its absolute
+//     maximum / 32767 apart: a relative error of 2^-16 of the row's largest
+//     value), products summed, times the channel's scale. With AVX512-VNNI the
+//     decode path sums the integer products exactly (vpdpwssd).
 //
 // Two paths, chosen by the number of activation rows M:
 //   gemv (M < gemm_min_rows: decode steps, small batches): each output is a
@@ -29,7 +33,9 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "griffin/kernels/convert.hpp"
@@ -109,6 +115,34 @@ template <WeightElement T>
 template <class T>
 inline constexpr bool bf16_activations = std::is_same_v<T, bfloat16>;
 
+/// Scale of the 16-bit grid int8 weights round a row of K activations to:
+/// max |x| / 32767 (1 for a zero row, NaN when the row is not finite).
+inline float int16_grid_scale(const float* x, std::size_t K) noexcept {
+  float amax = 0.0f;
+  for (std::size_t k = 0; k < K; ++k) {
+    if (!std::isfinite(x[k])) return std::numeric_limits<float>::quiet_NaN();
+    amax = std::max(amax, std::abs(x[k]));
+  }
+  return amax > 0.0f ? amax / 32767.0f : 1.0f;
+}
+/// x on that grid: the integer round(x / scale), or 0 when scale is NaN.
+inline std::int16_t int16_grid(float x, float scale) noexcept {
+  if (std::isnan(scale)) return 0;
+  return static_cast<std::int16_t>(std::clamp(std::nearbyint(x / scale), -32767.0f, 32767.0f));
+}
+
+/// The activation value weights of type T multiply: v itself, v rounded to
+/// bf16, or (int8) v on its row's 16-bit grid of scale `grid`.
+template <class T>
+inline float activation_for(float v, [[maybe_unused]] float grid) noexcept {
+  if constexpr (bf16_activations<T>)
+    return round_to_bf16(v);
+  else if constexpr (std::is_same_v<T, std::int8_t>)
+    return static_cast<float>(int16_grid(v, grid)) * grid;
+  else
+    return v;
+}
+
 /// Scalar reference. x: [M, K]; w: N outputs from K inputs; bias: [N] or null;
 /// y: [M, N]. y[m, n] = scale[n] * sum_k x'[m, k] w[n, k] + bias[n] (added to
 /// y when `accumulate`), x' = x rounded to bf16 for bf16 weights, else x.
@@ -118,11 +152,9 @@ inline void matmul_scalar(matrix_view<const float> x, weights_view<T> w, const f
   assert(x.cols == w.in && y.rows == x.rows && y.cols == w.out);
   for (std::size_t m = 0; m < x.rows; ++m)
     for (std::size_t n = 0; n < w.out; ++n) {
+      const float grid = std::is_same_v<T, std::int8_t> ? int16_grid_scale(x.row(m), x.cols) : 1.0f;
       float acc = 0.0f;
-      for (std::size_t k = 0; k < x.cols; ++k) {
-        const float xv = bf16_activations<T> ? round_to_bf16(x.row(m)[k]) : x.row(m)[k];
-        acc += xv * w.at(n, k);
-      }
+      for (std::size_t k = 0; k < x.cols; ++k) acc += activation_for<T>(x.row(m)[k], grid) * w.at(n, k);
       if (w.scale) acc *= w.scale[n];
       if (bias) acc += bias[n];
       y.row(m)[n] = accumulate ? y.row(m)[n] + acc : acc;
@@ -173,13 +205,21 @@ inline void store_output(float acc, const float* scale, const float* bias, std::
 // bf16 into a per-thread buffer.
 template <class T>
 inline matrix_view<const float> activations_for(matrix_view<const float> x) {
-  if constexpr (!bf16_activations<T>) {
+  if constexpr (!bf16_activations<T> && !std::is_same_v<T, std::int8_t>) {
     return x;
   } else {
     struct tag;
     float* r = thread_buffer<tag, float>(x.rows * x.cols);
-    for (std::size_t m = 0; m < x.rows; ++m)
-      for (std::size_t k = 0; k < x.cols; ++k) r[m * x.cols + k] = round_to_bf16(x.row(m)[k]);
+    for (std::size_t m = 0; m < x.rows; ++m) {
+      const float* row = x.row(m);
+      float* out = r + m * x.cols;
+      if constexpr (bf16_activations<T>) {
+        for (std::size_t k = 0; k < x.cols; ++k) out[k] = round_to_bf16(row[k]);
+      } else {
+        const float s = int16_grid_scale(row, x.cols);
+        for (std::size_t k = 0; k < x.cols; ++k) out[k] = static_cast<float>(int16_grid(row[k], s)) * s;
+      }
+    }
     return dense<const float>(r, x.rows, x.cols);
   }
 }
@@ -216,6 +256,13 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
   }
 }
 
+// How far ahead of its reads a gemv row asks for weights (a prefetch past a
+// row's end reaches the next row, or nothing harmful: prefetches never fault).
+#ifndef GRIFFIN_GEMV_PREFETCH
+#define GRIFFIN_GEMV_PREFETCH 1024
+#endif
+inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
+
 #if defined(__AVX512BF16__)
 // The same for bf16 weights with vdpbf16ps: xb holds the activation rows as
 // bf16 [MR, ldxb] (zero-padded to a multiple of 32); the weight row's tail is
@@ -232,6 +279,7 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, weights_v
   std::size_t k = 0;
   for (; k + 32 * U <= K; k += 32 * U)
     for (std::size_t u = 0; u < U; ++u) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
       const __m512i wv = _mm512_loadu_si512(wr + k + 32 * u);
       for (std::size_t i = 0; i < MR; ++i)
         acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_load_si512(xb + (m0 + i) * ldxb + k + 32 * u), (__m512bh)wv);
@@ -278,6 +326,46 @@ inline void gemv_tile(matrix_view<const float> x, weights_view<T> w, const float
     }
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// The same for int8 weights with vpdpwssd: xq holds the activation rows on
+// their 16-bit grids [MR, ldxq] (zero-padded to a multiple of 32), xs their
+// grid scales. Integer sums are moved to float every 256 steps, before any
+// could overflow (2 * 256 * 127 * 32767 < 2^31).
+template <std::size_t MR>
+inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float* xs, weights_view<std::int8_t> w,
+                          const float* bias, matrix_view<float> y, std::size_t m0, std::size_t n, bool accumulate) {
+  constexpr std::size_t U = 4, chunk = 256 * 32;
+  const std::size_t K = w.in;
+  __m512 total[MR];
+  for (auto& t : total) t = _mm512_setzero_ps();
+  const std::int8_t* wr = w.data + n * w.stride;
+  for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
+    const std::size_t c1 = std::min(K, c0 + chunk);
+    __m512i acc[MR][U];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_si512();
+    std::size_t k = c0;
+    for (; k + 32 * U <= c1; k += 32 * U)
+      for (std::size_t u = 0; u < U; ++u) {
+        if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k + 32 * u)));
+        for (std::size_t i = 0; i < MR; ++i)
+          acc[i][u] = _mm512_dpwssd_epi32(acc[i][u], _mm512_load_si512(xq + (m0 + i) * ldxq + k + 32 * u), wv);
+      }
+    for (; k < c1; k += 32) {
+      const __mmask32 mask = c1 - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << (c1 - k)) - 1);
+      const __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wr + k));
+      for (std::size_t i = 0; i < MR; ++i)
+        acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], _mm512_load_si512(xq + (m0 + i) * ldxq + k), wv);
+    }
+    for (std::size_t i = 0; i < MR; ++i)
+      for (std::size_t u = 0; u < U; ++u) total[i] = _mm512_add_ps(total[i], _mm512_cvtepi32_ps(acc[i][u]));
+  }
+  for (std::size_t i = 0; i < MR; ++i)
+    store_output(_mm512_reduce_add_ps(total[i]) * xs[m0 + i], w.scale, bias, n, y.row(m0 + i)[n], accumulate);
+}
+#endif
+
 template <std::size_t MR, class F>
 inline void for_blocks(std::size_t first, std::size_t last, F&& f) {
   std::size_t i = first;
@@ -295,8 +383,8 @@ inline void for_blocks(std::size_t first, std::size_t last, F&& f) {
 // fastest for 4-byte weights), narrower types one after another, so the
 // matrix streams from memory in order.
 template <class Arch, class T>
-inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const std::uint16_t* xb,
-                        [[maybe_unused]] std::size_t ldxb, weights_view<T> w, const float* bias, matrix_view<float> y,
+inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void* xb, [[maybe_unused]] std::size_t ldxb,
+                        [[maybe_unused]] const float* xs, weights_view<T> w, const float* bias, matrix_view<float> y,
                         std::size_t n0, std::size_t n1, bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
     for_blocks<4>(n0, n1, [&](auto nr, std::size_t n) {
@@ -310,7 +398,13 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const std::
     for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
 #if defined(__AVX512BF16__)
       if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-        gemv_row_dpbf16<decltype(mr)::value>(xb, ldxb, w, bias, y, m, n, accumulate);
+        gemv_row_dpbf16<decltype(mr)::value>(static_cast<const std::uint16_t*>(xb), ldxb, w, bias, y, m, n, accumulate);
+        return;
+      }
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+      if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+        gemv_row_vnni<decltype(mr)::value>(static_cast<const std::int16_t*>(xb), ldxb, xs, w, bias, y, m, n, accumulate);
         return;
       }
 #endif
@@ -601,10 +695,11 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     constexpr std::size_t MB = detail::gemm_block_tokens;
     const std::size_t Mpad = (M + L - 1) / L * L, Kp = (K + P - 1) / P;
     E* a = detail::thread_buffer<a_tag, E>((Mpad + MB - 1) / MB * MB * Kp);
+    const matrix_view<const float> xg = std::is_same_v<T, std::int8_t> ? detail::activations_for<T>(x) : x;
     const std::size_t pack_tasks = std::min<std::size_t>(threads, (Kp + 15) / 16);
     const std::size_t pack_chunk = (Kp + pack_tasks * 16 - 1) / (pack_tasks * 16) * 16;
     parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
-      detail::pack_activations<T>(x, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
+      detail::pack_activations<T>(xg, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
     });
     split(detail::gemm_nr, [&](std::size_t n0, std::size_t n1) {
       detail::gemm_channels<Arch, T>(a, M, Mpad, Kp, w, bias, y, n0, n1, accumulate);
@@ -627,12 +722,34 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
       detail::to_bf16(x.row(m), xb + m * ldxb, K);
       std::fill(xb + m * ldxb + K, xb + (m + 1) * ldxb, std::uint16_t{0});
     }
-    split(4, [&](std::size_t n0, std::size_t n1) { detail::gemv_out_in<Arch>(x, xb, ldxb, w, bias, y, n0, n1, accumulate); });
+    split(4, [&](std::size_t n0, std::size_t n1) {
+      detail::gemv_out_in<Arch>(x, xb, ldxb, nullptr, w, bias, y, n0, n1, accumulate);
+    });
+    return;
+  }
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    // Activations on their rows' 16-bit grids [M, ldxq], zero-padded to whole 32-element steps.
+    struct xq_tag;
+    struct xs_tag;
+    const std::size_t ldxq = (K + 31) / 32 * 32;
+    std::int16_t* xq = detail::thread_buffer<xq_tag, std::int16_t>(M * ldxq);
+    float* xs = detail::thread_buffer<xs_tag, float>(M);
+    for (std::size_t m = 0; m < M; ++m) {
+      xs[m] = int16_grid_scale(x.row(m), K);
+      for (std::size_t k = 0; k < ldxq; ++k) xq[m * ldxq + k] = k < K ? int16_grid(x.row(m)[k], xs[m]) : std::int16_t{0};
+    }
+    split(4, [&](std::size_t n0, std::size_t n1) {
+      detail::gemv_out_in<Arch>(x, xq, ldxq, xs, w, bias, y, n0, n1, accumulate);
+    });
     return;
   }
 #endif
   const matrix_view<const float> xr = detail::activations_for<T>(x);
-  split(4, [&](std::size_t n0, std::size_t n1) { detail::gemv_out_in<Arch>(xr, nullptr, 0, w, bias, y, n0, n1, accumulate); });
+  split(4, [&](std::size_t n0, std::size_t n1) {
+    detail::gemv_out_in<Arch>(xr, nullptr, 0, nullptr, w, bias, y, n0, n1, accumulate);
+  });
 }
 
 /// Scalar reference: sum_i a[i] b[i].
