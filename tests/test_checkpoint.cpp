@@ -9,6 +9,8 @@
 #include "test_util.hpp"
 
 using namespace griffin;
+using griffin_test::contains;
+using griffin_test::message_of;
 using griffin_test::max_abs_diff;
 using griffin_test::rng;
 using griffin_test::small_config;
@@ -18,21 +20,6 @@ namespace {
 
 constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention;
 
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: ", e.what());
-    return {};
-  }
-  FAIL("no exception");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // The official weights stored as bf16, or (f16) rounded to f16 values and
 // stored as f32, which f16 weights compute like.

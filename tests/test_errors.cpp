@@ -8,28 +8,14 @@
 #include "test_util.hpp"
 
 using namespace griffin;
+using griffin_test::contains;
+using griffin_test::message_of;
 using griffin_test::small_config;
 
 namespace {
 
 constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention, g_ = block_kind::global_attention;
 
-// The message of the exception `f` throws as E; fails the test if it throws nothing or something else.
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: ", e.what());
-    return {};
-  }
-  FAIL("no exception");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<std::byte> bytes_of(const std::string& s) {
   std::vector<std::byte> out(s.size());

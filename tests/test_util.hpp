@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <tuple>
@@ -97,5 +98,22 @@ inline griffin::tensor<std::int32_t> random_tokens(rng& r, std::size_t B, std::s
   for (auto& v : t.values()) v = static_cast<std::int32_t>(r.below(vocab));
   return t;
 }
+
+// The message of the exception `f` throws as E; fails the test if it throws nothing or something else.
+template <class E, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("wrong exception type: ", e.what());
+    return {};
+  }
+  FAIL("no exception");
+  return {};
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace griffin_test
