@@ -62,7 +62,10 @@ class weight_matrix {
     weight_matrix m;
     float* scales = to == dtype::i8 ? reinterpret_cast<float*>(owned->data() + scale_offset) : nullptr;
     for (std::size_t n = 0; n < out_; ++n) {
-      for (std::size_t k = 0; k < in_; ++k) row[k] = element(n, k);
+      if (layout_ == weight_layout::out_in)
+        row_to_float(n, row.data());
+      else
+        for (std::size_t k = 0; k < in_; ++k) row[k] = element(n, k);
       std::byte* dst = owned->data() + n * in_ * dtype_size(to);
       if (to == dtype::i8) {
         float amax = 0.0f;

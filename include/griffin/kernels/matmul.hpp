@@ -88,14 +88,6 @@ struct weights_view {
   [[nodiscard]] float at(std::size_t n, std::size_t k) const noexcept {
     return layout == weight_layout::out_in ? load_scalar(data + n * stride, k) : load_scalar(data + k * stride, n);
   }
-  /// Output channels [first, first + count) alone.
-  [[nodiscard]] weights_view channels(std::size_t first, std::size_t count) const noexcept {
-    weights_view v = *this;
-    v.out = count;
-    v.data = layout == weight_layout::out_in ? data + first * stride : data + first;
-    if (scale) v.scale = scale + first;
-    return v;
-  }
 };
 
 /// Out x in weights [N, K], contiguous.
