@@ -13,12 +13,14 @@
 
 namespace {
 
-std::vector<float> filled(std::size_t n, float v = 0.01f) { return std::vector<float>(n, v); }
+// Buffers are 64-byte aligned as the model's own are (a misaligned weight
+// stream splits every load over two cache lines).
+griffin::aligned_vector<float> filled(std::size_t n, float v = 0.01f) { return griffin::aligned_vector<float>(n, v); }
 
 // Weights of type T for an N x K matrix (small random values; int8 with scales).
 template <class T>
-std::vector<T> weights_of(std::size_t n) {
-  std::vector<T> w(n);
+griffin::aligned_vector<T> weights_of(std::size_t n) {
+  griffin::aligned_vector<T> w(n);
   for (std::size_t i = 0; i < n; ++i) {
     const float v = 0.01f * static_cast<float>(static_cast<int>(i % 201) - 100) / 100.0f;
     if constexpr (std::is_same_v<T, float>) w[i] = v;
@@ -31,15 +33,17 @@ std::vector<T> weights_of(std::size_t n) {
 // y [M, N] = x [M, K] w^T with w out x in, stored as T, on `threads` threads:
 // M = 1 is a decode step's GEMV, 512 a prefill chunk. Counters: weight bytes
 // streamed per second (the decode roofline's measure) and FLOP/s.
-template <class T>
+// misalign: the weights start that many bytes past a cache line, as a tensor
+// memory-mapped from a safetensors file usually does.
+template <class T, std::size_t misalign = 0>
 void bm_matmul(benchmark::State& state) {
   const auto M = static_cast<std::size_t>(state.range(0)), N = static_cast<std::size_t>(state.range(1)),
              K = static_cast<std::size_t>(state.range(2)), threads = static_cast<std::size_t>(state.range(3));
   const auto x = filled(M * K), b = filled(N), scale = filled(N, 0.001f);
-  const auto w = weights_of<T>(N * K);
-  std::vector<float> y(M * N);
+  const auto w = weights_of<T>(N * K + misalign);
+  griffin::aligned_vector<float> y(M * N);
   griffin::thread_pool pool(threads);
-  const auto wv = griffin::kernels::out_in(w.data(), N, K, std::is_same_v<T, std::int8_t> ? scale.data() : nullptr);
+  const auto wv = griffin::kernels::out_in(w.data() + misalign / sizeof(T), N, K, std::is_same_v<T, std::int8_t> ? scale.data() : nullptr);
   for (auto _ : state) {
     griffin::kernels::matmul({x.data(), M, K, K}, wv, b.data(), griffin::kernels::dense(y.data(), M, N), false, &pool);
     benchmark::DoNotOptimize(y.data());
@@ -59,6 +63,12 @@ void matmul_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(bm_matmul<float>)->Apply(matmul_args);
 BENCHMARK(bm_matmul<griffin::bfloat16>)->Apply(matmul_args);
 BENCHMARK(bm_matmul<std::int8_t>)->Apply(matmul_args);
+void decode_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (long threads : {1, 2}) b->Args({1, 65536, 2560, threads});
+  b->UseRealTime();
+}
+BENCHMARK(bm_matmul<griffin::bfloat16, 16>)->Apply(decode_args);
 
 // The RG-LRU scan over T steps of E channels.
 void bm_rg_lru(benchmark::State& state) {

@@ -114,6 +114,36 @@ void check_matmul_for(thread_pool* pool) {
       }
 }
 
+// Weight rows at every misalignment within a cache line (in elements), K
+// such that a row is a whole number of cache lines (all rows misaligned
+// alike: the aligned-block gemv path) or not (rows misaligned differently),
+// including rows shorter than one block.
+template <class Arch, class T>
+void check_matmul_misaligned(thread_pool* pool) {
+  rng r(5);
+  constexpr std::size_t per_line = 64 / sizeof(T);
+  for (std::size_t K : {std::size_t{1}, std::size_t{7}, per_line, 2 * per_line, 2 * per_line + 9, 5 * per_line})
+    for (std::size_t M : {1u, 3u})
+      for (std::size_t off = 0; off < per_line; off += (off < 3 ? 1 : 5)) {
+        const std::size_t N = 5;
+        CAPTURE(K);
+        CAPTURE(M);
+        CAPTURE(off);
+        const auto values = stored_as<T>(r.floats(N * K + per_line));
+        aligned_vector<T> storage(values.begin(), values.end());
+        const T* w = storage.data() + off;
+        std::vector<float> scale(N, 0.02f);
+        const float* s = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
+        const auto x = r.floats(M * K), bias = r.floats(N);
+        std::vector<float> y(M * N), ref(M * N);
+        const kernels::matrix_view<const float> xv{x.data(), M, K, K};
+        kernels::matmul<Arch>(xv, kernels::out_in(w, N, K, s), bias.data(), {y.data(), M, N, N}, false, pool);
+        kernels::matmul_scalar(xv, kernels::out_in(w, N, K, s), bias.data(), {ref.data(), M, N, N}, false);
+        const float tolerance = (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8);
+        CHECK(max_abs_diff(std::span<const float>(y), std::span<const float>(ref)) <= tolerance);
+      }
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("load_batch converts bf16 and f16 weights exactly at every alignment", Arch, load_id) {
@@ -145,6 +175,13 @@ TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile ed
   SUBCASE("bf16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, bfloat16>(p); }); }
   SUBCASE("f16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, float16>(p); }); }
   SUBCASE("int8 weights") { both([](thread_pool* p) { check_matmul_for<Arch, std::int8_t>(p); }); }
+  SUBCASE("weights at every misalignment") {
+    both([](thread_pool* p) {
+      check_matmul_misaligned<Arch, float>(p);
+      check_matmul_misaligned<Arch, bfloat16>(p);
+      check_matmul_misaligned<Arch, std::int8_t>(p);
+    });
+  }
 }
 TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
 

@@ -256,32 +256,48 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
 inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 
 #if defined(__AVX512BF16__)
-// The same for bf16 weights with vdpbf16ps: xb holds the activation rows as
-// bf16 [MR, ldxb] (zero-padded to a multiple of 32); the weight row's tail is
-// read with a masked load.
+// The same for bf16 weights with vdpbf16ps. xb holds the activation rows as
+// bf16 [MR, ldxb]: row m's element k at xb[m * ldxb + xoff + k], zeros around.
+// xoff is row 0's weight misalignment in elements (address % 64 / 2), so for
+// each weight row with that misalignment (every row when a row is a whole
+// number of cache lines, as in every RecurrentGemma matrix) the loop runs over
+// aligned 64-byte blocks from the one holding the row's first element: the
+// weight stream never splits a load over two cache lines (which costs a
+// quarter of the bandwidth), the first and last blocks are masked. A row with
+// another misalignment is read unaligned from its first element.
 template <std::size_t MR>
-inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, weights_view<bfloat16> w, const float* bias,
-                            matrix_view<float> y, std::size_t m0, std::size_t n, bool accumulate) {
+inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size_t xoff, weights_view<bfloat16> w,
+                            const float* bias, matrix_view<float> y, std::size_t m0, std::size_t n, bool accumulate) {
   constexpr std::size_t U = 4;
-  const std::size_t K = w.in;
   __m512 acc[MR][U];
   for (auto& row : acc)
     for (auto& a : row) a = _mm512_setzero_ps();
   const auto* wr = reinterpret_cast<const std::uint16_t*>(w.data + n * w.stride);
-  std::size_t k = 0;
-  for (; k + 32 * U <= K; k += 32 * U)
-    for (std::size_t u = 0; u < U; ++u) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
-      const __m512i wv = _mm512_loadu_si512(wr + k + 32 * u);
-      for (std::size_t i = 0; i < MR; ++i)
-        acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_load_si512(xb + (m0 + i) * ldxb + k + 32 * u), (__m512bh)wv);
-    }
-  for (; k < K; k += 32) {
-    const __mmask32 mask = K - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << (K - k)) - 1);
-    const __m512i wv = _mm512_maskz_loadu_epi16(mask, wr + k);
+  const std::size_t lead = reinterpret_cast<std::uintptr_t>(wr) % 64 / 2 == xoff ? xoff : 0;
+  const std::uint16_t* wb = wr - lead;        // weights of block position j: wb[j]
+  const std::uint16_t* xbase = xb + xoff - lead;  // activations of block position j: xbase[m * ldxb + j]
+  const std::size_t len = lead + w.in;
+  const auto step = [&](std::size_t j, std::size_t u, __mmask32 mask) {
+    const __m512i wv = _mm512_maskz_loadu_epi16(mask, wb + j);
     for (std::size_t i = 0; i < MR; ++i)
-      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_load_si512(xb + (m0 + i) * ldxb + k), (__m512bh)wv);
+      acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_maskz_loadu_epi16(mask, xbase + (m0 + i) * ldxb + j), (__m512bh)wv);
+  };
+  const auto below = [](std::size_t r) {
+    return r >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << r) - 1);
+  };
+  std::size_t j = 0;
+  if (lead) {
+    step(0, 0, below(len) & ~below(lead));
+    j = 32;
   }
+  for (; j + 32 * U <= len; j += 32 * U)
+    for (std::size_t u = 0; u < U; ++u) {
+      _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
+      const __m512i wv = _mm512_loadu_si512(wb + j + 32 * u);
+      for (std::size_t i = 0; i < MR; ++i)
+        acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_loadu_si512(xbase + (m0 + i) * ldxb + j + 32 * u), (__m512bh)wv);
+    }
+  for (; j < len; j += 32) step(j, 1, below(len - j));
   for (std::size_t i = 0; i < MR; ++i) {
     const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
     store_output(_mm512_reduce_add_ps(sum), nullptr, bias, n, y.row(m0 + i)[n], accumulate);
@@ -376,7 +392,7 @@ inline void for_blocks(std::size_t first, std::size_t last, F&& f) {
 // matrix streams from memory in order.
 template <class Arch, class T>
 inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void* xb, [[maybe_unused]] std::size_t ldxb,
-                        [[maybe_unused]] const float* xs, weights_view<T> w, const float* bias, matrix_view<float> y,
+                        [[maybe_unused]] std::size_t xoff, [[maybe_unused]] const float* xs, weights_view<T> w, const float* bias, matrix_view<float> y,
                         std::size_t n0, std::size_t n1, bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
     for_blocks<4>(n0, n1, [&](auto nr, std::size_t n) {
@@ -390,7 +406,7 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
     for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
 #if defined(__AVX512BF16__)
       if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-        gemv_row_dpbf16<decltype(mr)::value>(static_cast<const std::uint16_t*>(xb), ldxb, w, bias, y, m, n, accumulate);
+        gemv_row_dpbf16<decltype(mr)::value>(static_cast<const std::uint16_t*>(xb), ldxb, xoff, w, bias, y, m, n, accumulate);
         return;
       }
 #endif
@@ -706,16 +722,20 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   }
 #if defined(__AVX512BF16__)
   if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-    // Activations as bf16 rows [M, ldxb], zero-padded to whole 32-element steps.
+    // Activations as bf16 rows [M, ldxb], placed at the weights' misalignment
+    // (see gemv_row_dpbf16), zero-padded to whole 32-element blocks.
     struct xb_tag;
-    const std::size_t ldxb = (K + 31) / 32 * 32;
+    const std::size_t xoff = reinterpret_cast<std::uintptr_t>(w.data) % 64 / 2;
+    const std::size_t ldxb = (xoff + K + 31) / 32 * 32;
     std::uint16_t* xb = detail::thread_buffer<xb_tag, std::uint16_t>(M * ldxb);
     for (std::size_t m = 0; m < M; ++m) {
-      detail::to_bf16(x.row(m), xb + m * ldxb, K);
-      std::fill(xb + m * ldxb + K, xb + (m + 1) * ldxb, std::uint16_t{0});
+      std::uint16_t* row = xb + m * ldxb;
+      std::fill(row, row + xoff, std::uint16_t{0});
+      detail::to_bf16(x.row(m), row + xoff, K);
+      std::fill(row + xoff + K, row + ldxb, std::uint16_t{0});
     }
     split(4, [&](std::size_t n0, std::size_t n1) {
-      detail::gemv_out_in<Arch>(x, xb, ldxb, nullptr, w, bias, y, n0, n1, accumulate);
+      detail::gemv_out_in<Arch>(x, xb, ldxb, xoff, nullptr, w, bias, y, n0, n1, accumulate);
     });
     return;
   }
@@ -733,14 +753,14 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
       for (std::size_t k = 0; k < ldxq; ++k) xq[m * ldxq + k] = k < K ? int16_grid(x.row(m)[k], xs[m]) : std::int16_t{0};
     }
     split(4, [&](std::size_t n0, std::size_t n1) {
-      detail::gemv_out_in<Arch>(x, xq, ldxq, xs, w, bias, y, n0, n1, accumulate);
+      detail::gemv_out_in<Arch>(x, xq, ldxq, 0, xs, w, bias, y, n0, n1, accumulate);
     });
     return;
   }
 #endif
   const matrix_view<const float> xr = detail::activations_for<T>(x);
   split(4, [&](std::size_t n0, std::size_t n1) {
-    detail::gemv_out_in<Arch>(xr, nullptr, 0, nullptr, w, bias, y, n0, n1, accumulate);
+    detail::gemv_out_in<Arch>(xr, nullptr, 0, 0, nullptr, w, bias, y, n0, n1, accumulate);
   });
 }
 
