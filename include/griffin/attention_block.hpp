@@ -35,6 +35,7 @@
 #include "griffin/kernels/matmul.hpp"
 #include "griffin/kernels/simd.hpp"
 #include "griffin/linear.hpp"
+#include "griffin/session.hpp"
 #include "griffin/weights.hpp"
 
 namespace griffin {
@@ -239,6 +240,32 @@ struct local_attention_block {
       return (keys.size() + values.size()) * sizeof(float) + (count.size() + start.size()) * sizeof(std::size_t);
     }
     void reset_row(std::size_t b, std::size_t /*batch*/) { count[b] = start[b] = 0; }
+
+    /// Row b in the session format (session.hpp): W, hd, n, then the n
+    /// cached keys and values oldest first (restored unrotated).
+    static constexpr char symbol = 'A';
+    void save_row(std::size_t b, std::size_t batch, detail::byte_writer& out) const {
+      const std::size_t hd = keys.size() / batch / window;
+      out.put(std::uint64_t{window});
+      out.put(std::uint64_t{hd});
+      out.put(std::uint64_t{count[b]});
+      for (const auto* cache : {&keys, &values})
+        for (std::size_t i = 0; i < count[b]; ++i) out.put_floats(cache->data() + (b * window + (start[b] + i) % window) * hd, hd);
+    }
+    void load_row(std::size_t b, std::size_t batch, detail::byte_reader& in) {
+      const std::size_t hd = keys.size() / batch / window;
+      in.expect(window, "attention window");
+      in.expect(hd, "attention head dim");
+      const std::size_t at = in.offset();
+      const auto n = in.get<std::uint64_t>("cached tokens");
+      if (n > window) in.fail("cached tokens " + std::to_string(n) + " exceed the window " + std::to_string(window), at);
+      in.get_floats(keys.data() + b * window * hd, n * hd, "cached keys");
+      in.get_floats(values.data() + b * window * hd, n * hd, "cached values");
+      if (in.apply()) {
+        count[b] = n;
+        start[b] = 0;
+      }
+    }
   };
 
   static weights load(weight_reader& r, const std::string& prefix, const config& c, std::size_t /*layer*/) {
@@ -302,6 +329,29 @@ struct global_attention_block {
       keys[b].clear();
       values[b].clear();
     }
+
+    /// Row b in the session format (session.hpp): hd, n, the n keys and values.
+    static constexpr char symbol = 'G';
+    std::size_t head_dim = 0;
+    void save_row(std::size_t b, std::size_t /*batch*/, detail::byte_writer& out) const {
+      out.put(std::uint64_t{head_dim});
+      out.put(std::uint64_t{keys[b].size() / head_dim});
+      out.put_floats(keys[b].data(), keys[b].size());
+      out.put_floats(values[b].data(), values[b].size());
+    }
+    void load_row(std::size_t b, std::size_t /*batch*/, detail::byte_reader& in) {
+      in.expect(head_dim, "attention head dim");
+      const std::size_t at = in.offset();
+      const auto n = in.get<std::uint64_t>("cached tokens");
+      if (n > std::numeric_limits<std::size_t>::max() / (2 * sizeof(float) * head_dim))
+        in.fail("cached tokens " + std::to_string(n) + " cannot be held", at);
+      if (in.apply()) {
+        keys[b].resize(n * head_dim);
+        values[b].resize(n * head_dim);
+      }
+      in.get_floats(keys[b].data(), n * head_dim, "cached keys");
+      in.get_floats(values[b].data(), n * head_dim, "cached values");
+    }
   };
 
   /// A config block of kind "attention" bounds the context by its window;
@@ -312,8 +362,8 @@ struct global_attention_block {
     return detail::attention_common::load(r, prefix, c, unbounded, bounded ? c.attention_window_size : unbounded);
   }
 
-  static state make_state(const config& /*c*/, std::size_t /*layer*/, std::size_t batch) {
-    return {std::vector<aligned_vector<float>>(batch), std::vector<aligned_vector<float>>(batch)};
+  static state make_state(const config& c, std::size_t /*layer*/, std::size_t batch) {
+    return {std::vector<aligned_vector<float>>(batch), std::vector<aligned_vector<float>>(batch), c.head_dim()};
   }
 
   static void forward(const weights& w, state* st, const float* normed, const block_io& io) {

@@ -46,6 +46,7 @@
 #include "griffin/rms_norm.hpp"
 #include "griffin/parallel.hpp"
 #include "griffin/schedule.hpp"
+#include "griffin/session.hpp"
 #include "griffin/tensor.hpp"
 #include "griffin/weights.hpp"
 
@@ -190,8 +191,86 @@ class model {
       stack::for_each_element(layers_, [&](auto& s) { s.reset_row(b, batch()); });
     }
 
+    /// Every row as session bytes (format in session.hpp): what a server
+    /// saves to resume all its conversations without re-reading their prompts.
+    [[nodiscard]] std::vector<std::byte> save() const { return save_rows(0, batch()); }
+    /// Row b alone, restorable into any row of a state of the same model.
+    [[nodiscard]] std::vector<std::byte> save(std::size_t b) const {
+      check_row(b, "state.save");
+      return save_rows(b, 1);
+    }
+    /// Replaces every row with saved bytes of as many rows; throws
+    /// session_error (leaving the state as it was) for bytes of another
+    /// model or batch size, truncated or corrupted ones.
+    void restore(std::span<const std::byte> bytes) { restore_rows(0, batch(), bytes); }
+    /// Replaces row b with one saved row.
+    void restore(std::size_t b, std::span<const std::byte> bytes) {
+      check_row(b, "state.restore");
+      restore_rows(b, 1, bytes);
+    }
+
    private:
     friend class model;
+    void check_row(std::size_t b, const char* what) const {
+      if (b >= batch()) throw input_error(std::string(what) + ": row " + std::to_string(b) + " of a batch of " + std::to_string(batch()));
+    }
+    [[nodiscard]] std::size_t layer_count() const {
+      std::size_t n = 0;
+      stack::for_each_element(layers_, [&](const auto&) { ++n; });
+      return n;
+    }
+    std::vector<std::byte> save_rows(std::size_t first, std::size_t rows) const {
+      std::vector<std::byte> bytes;
+      detail::byte_writer out(bytes);
+      for (char c : detail::session_magic) out.put(c);
+      out.put(detail::session_version);
+      out.put(static_cast<std::uint32_t>(layer_count()));
+      out.put(std::uint64_t{rows});
+      for (std::size_t b = first; b < first + rows; ++b) {
+        out.put(next_position_[b]);
+        out.put(std::uint64_t{doc_tokens_[b]});
+        stack::for_each_element(layers_, [&](const auto& s) {
+          out.put(s.symbol);
+          s.save_row(b, batch(), out);
+        });
+      }
+      return bytes;
+    }
+    // Two passes over the bytes: the first checks everything, the second writes.
+    void restore_rows(std::size_t first, std::size_t rows, std::span<const std::byte> bytes) {
+      for (bool apply : {false, true}) {
+        detail::byte_reader in(bytes, apply);
+        for (char c : detail::session_magic)
+          if (in.get<char>("magic") != c) in.fail("not a griffin session (magic)", 0);
+        if (const auto v = in.get<std::uint32_t>("version"); v != detail::session_version)
+          in.fail("format version " + std::to_string(v) + ", this build reads " + std::to_string(detail::session_version), 8);
+        if (const auto n = in.get<std::uint32_t>("layer count"); n != layer_count())
+          in.fail("layer count is " + std::to_string(n) + ", the receiving model has " + std::to_string(layer_count()), 12);
+        in.expect(rows, "row count");
+        for (std::size_t b = first; b < first + rows; ++b) {
+          const std::size_t at = in.offset();
+          const auto position = in.get<std::int32_t>("position");
+          if (position < 0) in.fail("negative position " + std::to_string(position), at);
+          const auto doc = in.get<std::uint64_t>("document tokens");
+          if (apply) {
+            next_position_[b] = position;
+            doc_tokens_[b] = static_cast<std::size_t>(doc);
+          }
+          std::size_t layer = 0;
+          stack::for_each_element(layers_, [&](auto& s) {
+            const std::size_t kind_at = in.offset();
+            if (const char kind = in.get<char>("block kind"); kind != s.symbol)
+              in.fail("layer " + std::to_string(layer) + " is '" + std::string(1, kind) + "', the receiving model's is '" +
+                          std::string(1, s.symbol) + "'",
+                      kind_at);
+            s.load_row(b, batch(), in);
+            ++layer;
+          });
+        }
+        if (!in.at_end()) in.fail("trailing bytes after the last row", in.offset());
+      }
+    }
+
     state(typename stack::states_type layers, std::size_t batch)
         : layers_(std::move(layers)), next_position_(batch, 0), doc_tokens_(batch, 0) {}
 
@@ -237,6 +316,21 @@ class model {
   [[nodiscard]] state make_state(std::size_t batch) const {
     if (batch == 0) throw input_error("make_state: batch must be positive");
     return state(stack::make_states(cfg_, batch), batch);
+  }
+
+  /// A state holding saved session bytes (state::save), of the batch they hold.
+  [[nodiscard]] state load_state(std::span<const std::byte> bytes) const {
+    detail::byte_reader in(bytes, false);  // the header up to the row count; restore checks it all
+    for (std::size_t i = 0; i < sizeof(detail::session_magic); ++i) (void)in.get<char>("magic");
+    (void)in.get<std::uint32_t>("version");
+    (void)in.get<std::uint32_t>("layer count");
+    const std::size_t at = in.offset();
+    const auto rows = in.get<std::uint64_t>("row count");
+    if (rows == 0 || rows > bytes.size() / 12)  // a row holds at least its position and token count
+      in.fail("row count " + std::to_string(rows) + " does not fit the bytes", at);
+    auto st = make_state(static_cast<std::size_t>(rows));
+    st.restore(bytes);
+    return st;
   }
 
   /// Full-sequence pass without a state: tokens, segment_pos [B, T] ->

@@ -20,6 +20,7 @@
 #include "griffin/conv1d.hpp"
 #include "griffin/kernels/simd.hpp"
 #include "griffin/linear.hpp"
+#include "griffin/session.hpp"
 #include "griffin/rg_lru.hpp"
 #include "griffin/weights.hpp"
 
@@ -58,6 +59,23 @@ struct recurrent_block {
       };
       clear(conv1d_state);
       clear(rg_lru_state);
+    }
+
+    /// Row b in the session format (session.hpp): E, tw - 1, conv1d history, h.
+    static constexpr char symbol = 'R';
+    void save_row(std::size_t b, std::size_t batch, detail::byte_writer& out) const {
+      const std::size_t E = rg_lru_state.size() / batch, H = conv1d_state.size() / batch / E;
+      out.put(std::uint64_t{E});
+      out.put(std::uint64_t{H});
+      out.put_floats(conv1d_state.data() + b * H * E, H * E);
+      out.put_floats(rg_lru_state.data() + b * E, E);
+    }
+    void load_row(std::size_t b, std::size_t batch, detail::byte_reader& in) {
+      const std::size_t E = rg_lru_state.size() / batch, H = conv1d_state.size() / batch / E;
+      in.expect(E, "recurrent block width");
+      in.expect(H, "conv1d history length");
+      in.get_floats(conv1d_state.data() + b * H * E, H * E, "conv1d history");
+      in.get_floats(rg_lru_state.data() + b * E, E, "RG-LRU state");
     }
   };
 
