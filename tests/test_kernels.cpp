@@ -307,7 +307,7 @@ TEST_CASE_TEMPLATE_DEFINE("attention matches the scalar reference over ring buff
         const auto q = r.floats(T * H * hd), k = r.floats(T * hd), v = r.floats(T * hd);
         const auto pk = r.floats(capacity * hd), pv = r.floats(capacity * hd);
         kernels::kv_history past{pk.data(), pv.data(), std::min(past_count, capacity), 3, capacity, hd};
-        std::vector<float> out(T * H * hd), ref(T * H * hd), scores(capacity + T);
+        std::vector<float> out(T * H * hd), ref(T * H * hd), scores(H * (capacity + T));
         kernels::attention_args a{q.data(), k.data(), v.data(), pos.data(), past, out.data(), scores.data(), T, H, hd, window};
         kernels::attention<Arch>(a);
         a.out = ref.data();

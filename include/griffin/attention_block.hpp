@@ -78,7 +78,7 @@ struct attention_args {
   const std::int32_t* segment_pos = nullptr;  // [T]
   kv_history past;           // before the chunk, all in the current document
   float* out = nullptr;      // [T, H, hd]
-  float* scores = nullptr;   // [past.count + T] scratch
+  float* scores = nullptr;   // [H, past.count + T] scratch
   std::size_t length = 0;    // T
   std::size_t num_heads = 0; // H
   std::size_t head_dim = 0;  // hd
@@ -112,22 +112,25 @@ inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy) {
   for (std::size_t t = 0; t < a.length; ++t) {
     const visible_keys vis = keys_visible_to(a, t);
     const std::size_t n_past = vis.past_count - vis.past_lo, n = n_past + (t + 1 - vis.chunk_lo);
+    // Keys, then values, are read once for all H heads (multi-query: they
+    // are shared), each head's arithmetic in the same order as one head alone.
+    float* scores = a.scores;  // [H, n]
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* key = j < n_past ? a.past.key(vis.past_lo + j) : a.k + (vis.chunk_lo + j - n_past) * hd;
+      for (std::size_t h = 0; h < H; ++h) scores[h * n + j] = dot(a.q + (t * H + h) * hd, key, hd) * scale;
+    }
     for (std::size_t h = 0; h < H; ++h) {
-      const float* q = a.q + (t * H + h) * hd;
-      float* out = a.out + (t * H + h) * hd;
+      float* sh = scores + h * n;
       float max = -std::numeric_limits<float>::infinity();
-      for (std::size_t j = 0; j < n; ++j) {
-        const float* key = j < n_past ? a.past.key(vis.past_lo + j) : a.k + (vis.chunk_lo + j - n_past) * hd;
-        a.scores[j] = dot(q, key, hd) * scale;
-        max = std::max(max, a.scores[j]);
-      }
+      for (std::size_t j = 0; j < n; ++j) max = std::max(max, sh[j]);
       float sum = 0.0f;
-      for (std::size_t j = 0; j < n; ++j) sum += (a.scores[j] = std::exp(a.scores[j] - max));
-      std::fill(out, out + hd, 0.0f);
-      for (std::size_t j = 0; j < n; ++j) {
-        const float* value = j < n_past ? a.past.value(vis.past_lo + j) : a.v + (vis.chunk_lo + j - n_past) * hd;
-        axpy(a.scores[j] / sum, value, out, hd);
-      }
+      for (std::size_t j = 0; j < n; ++j) sum += (sh[j] = std::exp(sh[j] - max));
+      for (std::size_t j = 0; j < n; ++j) sh[j] /= sum;
+    }
+    std::fill(a.out + t * H * hd, a.out + (t + 1) * H * hd, 0.0f);
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* value = j < n_past ? a.past.value(vis.past_lo + j) : a.v + (vis.chunk_lo + j - n_past) * hd;
+      for (std::size_t h = 0; h < H; ++h) axpy(scores[h * n + j], value, a.out + (t * H + h) * hd, hd);
     }
   }
 }
@@ -209,7 +212,7 @@ struct attention_common {
     float* encoded = s.take(rows * D);  // [B, T, H * hd]
     for (std::size_t b = 0; b < io.batch; ++b) {
       const kernels::kv_history past = history(b);
-      float* scores = s.take(past.count + T);
+      float* scores = s.take(H * (past.count + T));
       kernels::attention<default_arch>({q + b * T * D, k + b * T * hd, v + b * T * hd, io.positions(b), past,
                                         encoded + b * T * D, scores, T, H, hd, w.window});
       const std::ptrdiff_t start = last_document_start(io.positions(b), static_cast<std::ptrdiff_t>(T) - 1);
