@@ -2,7 +2,8 @@
 # Installs what griffin needs on Debian 12, as root or through sudo; does
 # nothing when everything is there.
 set -euo pipefail
-packages=(cmake g++ make libxsimd-dev doctest-dev nlohmann-json3-dev libbenchmark-dev clang libclang-rt-14-dev)
+packages=(cmake g++ make pkg-config libxsimd-dev doctest-dev nlohmann-json3-dev libbenchmark-dev clang libclang-rt-14-dev
+          libsentencepiece-dev sentencepiece)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,7 +6,7 @@
 //       and the process's memory after one decode step relative to the file size
 //   griffin-checkpoint convert SRC DST [--format transformers|official] [--dtype bf16|f16|f32] [--shard-mb N]
 //       rewrites a model directory in the other layout or type
-//   griffin-checkpoint random DST --like 2b|9b|DIR [--format ...] [--dtype ...] [--shard-mb N] [--seed S]
+//   griffin-checkpoint random DST --like 2b|9b|DIR [--format ...] [--dtype ...] [--shard-mb N] [--seed S] [--vocab V]
 //       writes random weights shaped like RecurrentGemma-2B / -9B (or like the
 //       model in DIR), tensor by tensor, e.g. to measure without downloading
 //
@@ -69,7 +69,7 @@ int usage() {
                "usage: griffin-checkpoint info DIR\n"
                "       griffin-checkpoint convert SRC DST [--format transformers|official] [--dtype bf16|f16|f32] [--shard-mb N]\n"
                "       griffin-checkpoint random DST --like 2b|9b|DIR [--format transformers|official] [--dtype bf16|f16|f32]\n"
-               "                                 [--shard-mb N] [--seed S]\n");
+               "                                 [--shard-mb N] [--seed S] [--vocab V]\n");
   return 2;
 }
 
@@ -79,6 +79,7 @@ struct options {
   g::dtype type = g::dtype::bf16;
   std::size_t shard_mb = 0;
   std::uint64_t seed = 1;
+  std::size_t vocab = 0;  // random: 0 keeps the --like model's vocabulary
   std::string like;
 };
 
@@ -101,14 +102,15 @@ std::optional<options> parse(int argc, char** argv) {
       else if (v == "f16") o.type = g::dtype::f16;
       else if (v == "f32") o.type = g::dtype::f32;
       else return std::nullopt;
-    } else if (a == "--shard-mb" || a == "--seed") {
+    } else if (a == "--shard-mb" || a == "--seed" || a == "--vocab") {
       const auto v = value();
       if (!v) return std::nullopt;
       char* end = nullptr;
       const std::string s(*v);
       const unsigned long long n = std::strtoull(s.c_str(), &end, 10);
       if (s.empty() || *end) return std::nullopt;
-      (a == "--seed" ? o.seed : o.shard_mb) = n;
+      if (a == "--seed") o.seed = n;
+      else (a == "--vocab" ? o.vocab : o.shard_mb) = n;
     } else if (a == "--like") {
       const auto v = value();
       if (!v) return std::nullopt;
@@ -192,6 +194,7 @@ int random(const std::filesystem::path& dst, const options& o) {
   else if (o.like == "9b") c = g::recurrentgemma_9b::make_config();
   else if (!o.like.empty()) c = g::open_checkpoint(o.like).cfg;
   else return usage();
+  if (o.vocab) c.vocab_size = o.vocab;
   const auto params = g::parameters(c);
   write(dst, c, params, g::random_weight_generator(o.seed), o);
   std::printf("wrote %s: random weights (seed %llu) shaped like %s, %s layout, %s\n", dst.c_str(),
