@@ -124,10 +124,7 @@ options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-      return argv[++i];
-    };
+    auto value = [&] { return griffin_bench::flag_value(argc, argv, i); };
     auto number = [&]() {
       const std::string v = value();
       std::size_t used = 0;

@@ -62,10 +62,7 @@ options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-      return argv[++i];
-    };
+    auto value = [&] { return griffin_bench::flag_value(argc, argv, i); };
     auto numbers = [&] {
       std::vector<std::size_t> out;
       for (const auto& s : griffin_bench::split_list(value())) out.push_back(to_number(flag, s));
