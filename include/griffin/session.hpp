@@ -51,6 +51,7 @@ class byte_writer {
     out_.insert(out_.end(), p, p + sizeof(T));
   }
   void put_floats(const float* p, std::size_t n) {
+    if (n == 0) return;  // p may be null (an empty cache)
     const auto* b = reinterpret_cast<const std::byte*>(p);
     out_.insert(out_.end(), b, b + n * sizeof(float));
   }
@@ -87,7 +88,7 @@ class byte_reader {
   /// n floats into dst (when applying).
   void get_floats(float* dst, std::size_t n, const char* field) {
     if (n > (in_.size() - pos_) / sizeof(float)) need(n * sizeof(float), field);
-    if (apply_) std::memcpy(dst, in_.data() + pos_, n * sizeof(float));
+    if (apply_ && n > 0) std::memcpy(dst, in_.data() + pos_, n * sizeof(float));  // dst may be null when n is 0
     pos_ += n * sizeof(float);
   }
   [[noreturn]] void fail(const std::string& what, std::size_t at) const {
