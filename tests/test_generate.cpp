@@ -3,6 +3,7 @@
 // streaming callback, the state it leaves).
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <vector>
 
 #include "test_util.hpp"
@@ -75,6 +76,37 @@ TEST_CASE("top-k and top-p keep the most likely tokens, renormalised") {
   sampler both({.temperature = 1.0f, .top_k = 3, .top_p = 0.6f, .seed = 8});
   f = frequencies(both, logits, 20000);
   CHECK(f.size() == 2);
+}
+
+TEST_CASE("top-p over a large vocabulary draws exactly from the nucleus") {
+  rng r(43);
+  for (float p : {0.05f, 0.5f, 0.97f}) {
+    CAPTURE(p);
+    const auto logits = r.floats(3000, 2.0f);
+    // The nucleus by brute force: sort everything, accumulate softmax mass.
+    std::vector<std::size_t> order(logits.size());
+    std::iota(order.begin(), order.end(), 0u);
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return logits[a] > logits[b]; });
+    const float top = logits[order[0]];
+    double mass = 0.0;
+    for (float l : logits) mass += std::exp(static_cast<double>(l - top));
+    std::vector<bool> in_nucleus(logits.size(), false);
+    double cumulative = 0.0;
+    std::size_t size = 0;
+    for (std::size_t i : order) {
+      in_nucleus[i] = true;
+      ++size;
+      if ((cumulative += std::exp(static_cast<double>(logits[i] - top))) >= p * mass) break;
+    }
+    sampler s({.temperature = 1.0f, .top_p = p, .seed = 13});
+    std::map<std::int32_t, int> seen;
+    for (int i = 0; i < 4000; ++i) {
+      const auto t = s.sample(logits);
+      REQUIRE(in_nucleus[static_cast<std::size_t>(t)]);
+      ++seen[t];
+    }
+    CHECK(seen.size() >= std::min<std::size_t>(size, 4000) / 2);  // spread over it, not stuck on a few
+  }
 }
 
 TEST_CASE("seeded: the same seed gives the same tokens, rows have their own streams") {

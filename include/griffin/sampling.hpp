@@ -100,24 +100,41 @@ class sampler {
         if ((u -= weight(logits[i], largest)) < 0.0) return static_cast<std::int32_t>(i);
       return greedy(logits);  // rounding left u at the end
     }
-    // The candidates, most likely first (ties by index, for reproducibility).
-    const std::size_t k = s_.top_k > 0 ? std::min(s_.top_k, V) : V;
-    order_.resize(V);
-    std::iota(order_.begin(), order_.end(), 0u);
+    // The candidates, most likely first (ties by index, for reproducibility):
+    // the top_k, or for top-p alone a sorted prefix grown (64, 256, ...)
+    // until it holds the nucleus, so a 256k vocabulary is not sorted whole.
     const auto more_likely = [&](std::uint32_t a, std::uint32_t b) {
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     };
-    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(k), order_.end(), more_likely);
-    order_.resize(k);
+    order_.resize(V);
+    std::iota(order_.begin(), order_.end(), 0u);
+    const auto sort_prefix = [&](std::size_t n) {
+      std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(n), order_.end(), more_likely);
+    };
+    std::size_t k = 0;     // sorted candidates
+    double mass = 0.0;     // of every candidate (top_k's, or the whole vocabulary)
+    if (s_.top_k > 0 && s_.top_k < V) {
+      k = s_.top_k;
+      sort_prefix(k);
+      for (std::size_t i = 0; i < k; ++i) mass += weight(logits[order_[i]], largest);
+    } else {
+      for (float l : logits) mass += weight(l, largest);
+      for (k = std::min<std::size_t>(64, V);; k = std::min(4 * k, V)) {
+        sort_prefix(k);
+        double prefix = 0.0;
+        for (std::size_t i = 0; i < k; ++i) prefix += weight(logits[order_[i]], largest);
+        if (k == V || prefix >= static_cast<double>(s_.top_p) * mass) break;
+      }
+    }
     probs_.resize(k);
-    double total = 0.0;
-    for (std::size_t i = 0; i < k; ++i) total += probs_[i] = weight(logits[order_[i]], largest);
+    for (std::size_t i = 0; i < k; ++i) probs_[i] = weight(logits[order_[i]], largest);
     std::size_t keep = k;
+    double total = std::accumulate(probs_.begin(), probs_.end(), 0.0);
     if (s_.top_p < 1.0f) {
       double cumulative = 0.0;
       for (std::size_t i = 0; i < k; ++i) {
         cumulative += probs_[i];
-        if (cumulative >= static_cast<double>(s_.top_p) * total) {
+        if (cumulative >= static_cast<double>(s_.top_p) * mass) {
           keep = i + 1;
           break;
         }
