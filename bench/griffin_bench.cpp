@@ -225,7 +225,7 @@ int main(int argc, char** argv) try {
       for (std::size_t step = 0; step < opt.decode; ++step) {
         const auto v = logits.values();
         const auto next = static_cast<std::int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-        logits = m.decode(st, std::vector<std::int32_t>{next});
+        m.decode(st, std::span<const std::int32_t>(&next, 1), logits);
       }
       const double decode_s = seconds_since(t0);
 

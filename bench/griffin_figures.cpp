@@ -5,6 +5,7 @@
 //   griffin-figures [--out DIR] [--weights bf16] [--threads 2] [--layers 18]
 //                   [--lengths 512,1024,2048,4096] [--decode 16]
 //                   [--context 2048] [--batches 1,2,4,...,128] [--budget-gib 4]
+//                   [--models mqa,hawk,griffin]
 //
 // Figure 4: latency per generated token (batch 1) after prefills of each
 // length: the prompt is prefilled, the state saved (a session), --decode
@@ -44,6 +45,7 @@ struct options {
   std::size_t context = 2048;
   std::vector<std::size_t> batches{1, 2, 4, 8, 16, 32, 64, 128};
   double budget_gib = 4.0;
+  std::vector<std::string> models{"mqa", "hawk", "griffin"};
 };
 
 std::size_t to_number(const std::string& flag, const std::string& v) {
@@ -79,10 +81,17 @@ options parse(int argc, char** argv) {
     else if (flag == "--context") o.context = to_number(flag, value());
     else if (flag == "--batches") o.batches = numbers();
     else if (flag == "--budget-gib") o.budget_gib = std::stod(value());
+    else if (flag == "--models") {
+      o.models = griffin_bench::split_list(value());
+      for (const auto& name : o.models)
+        if (name != "mqa" && name != "hawk" && name != "griffin")
+          throw std::invalid_argument("--models: '" + name + "' is not mqa, hawk or griffin");
+      if (o.models.empty()) throw std::invalid_argument("--models: name at least one of mqa, hawk, griffin");
+    }
     else if (flag == "--help" || flag == "-h") {
       std::puts(
           "griffin-figures [--out DIR] [--weights f32|bf16|int8] [--threads N] [--layers N] [--lengths 512,1024,...]\n"
-          "                [--decode N] [--context N] [--batches 1,2,4,...] [--budget-gib G]");
+          "                [--decode N] [--context N] [--batches 1,2,4,...] [--budget-gib G] [--models mqa,hawk,griffin]");
       std::exit(0);
     } else throw std::invalid_argument("unknown flag " + flag + " (try --help)");
   }
@@ -125,11 +134,12 @@ griffin::tensor<std::int32_t> tokens_for(std::size_t first, std::size_t count, s
 // a shared machine's hiccups do not move it).
 double time_decode(const griffin::model<>& m, griffin::model<>::state& st, std::size_t steps) {
   std::vector<std::int32_t> tokens(st.batch(), 1);
-  (void)m.decode(st, tokens);  // warm up buffers for this batch
+  griffin::tensor<float> logits;
+  m.decode(st, tokens, logits);  // warm up buffers for this batch
   std::vector<double> times;
   for (std::size_t i = 0; i < steps; ++i) {
     const auto t0 = clock_type::now();
-    (void)m.decode(st, tokens);
+    m.decode(st, tokens, logits);
     times.push_back(seconds_since(t0));
     tokens[0] = static_cast<std::int32_t>(i % 97 + 2);
   }
@@ -224,8 +234,11 @@ int main(int argc, char** argv) try {
   using namespace griffin;
   const options opt = parse(argc, argv);
   const dtype weight_type = opt.weights == "f32" ? dtype::f32 : opt.weights == "bf16" ? dtype::bf16 : dtype::i8;
-  const std::vector<std::pair<std::string, std::string>> models{
-      {"MQA Transformer", "#d62728"}, {"Hawk", "#1f77b4"}, {"Griffin", "#2ca02c"}};
+  std::vector<std::pair<std::string, std::string>> models;
+  const auto wanted = [&](const char* key) { return std::find(opt.models.begin(), opt.models.end(), key) != opt.models.end(); };
+  if (wanted("mqa")) models.emplace_back("MQA Transformer", "#d62728");
+  if (wanted("hawk")) models.emplace_back("Hawk", "#1f77b4");
+  if (wanted("griffin")) models.emplace_back("Griffin", "#2ca02c");
   const double budget = opt.budget_gib * 1024 * 1024 * 1024;
 
   std::vector<series> fig4, fig5;

@@ -214,3 +214,32 @@ TEST_CASE("static and dynamic schedules compute the same function") {
   const std::vector<std::int32_t> next{1, 2};
   CHECK(max_abs_diff(dynamic.decode(s1, next).values(), compiled.decode(s2, next).values()) == 0.0f);
 }
+
+TEST_CASE("decode into a reused logits tensor equals decode returning one, whatever the tensor held") {
+  const auto cfg = small_config({r_, r_, a_}, 4);
+  const auto m = model<>::random(cfg, 5);
+  rng r(31);
+  tensor<float> reused({7, 3}, 123.0f);  // another shape, stale values
+  for (const std::size_t B : {std::size_t{2}, std::size_t{1}, std::size_t{3}}) {
+    auto s1 = m.make_state(B), s2 = m.make_state(B);
+    for (int step = 0; step < 3; ++step) {
+      std::vector<std::int32_t> tokens(B);
+      for (auto& t : tokens) t = static_cast<std::int32_t>(r.below(cfg.vocab_size));
+      const auto fresh = m.decode(s1, tokens);
+      const float* before = reused.data();
+      m.decode(s2, tokens, reused);
+      CAPTURE(B);
+      REQUIRE(reused.rank() == 2);
+      CHECK(reused.extent(0) == B);
+      CHECK(reused.extent(1) == cfg.vocab_size);
+      CHECK(max_abs_diff(reused.values(), fresh.values()) == 0.0f);
+      if (step > 0) CHECK(reused.data() == before);  // same shape: the storage is kept
+    }
+  }
+  // A bad token is refused before the tensor or the state change.
+  auto st = m.make_state(1);
+  const std::vector<float> kept(reused.values().begin(), reused.values().end());
+  CHECK_THROWS_AS(m.decode(st, std::vector<std::int32_t>{-1}, reused), input_error);
+  CHECK(reused.extent(0) == 3);
+  CHECK(std::equal(kept.begin(), kept.end(), reused.data()));
+}

@@ -77,8 +77,9 @@ generation_result generate(const M& m, typename M::state& st, const std::vector<
   out.finish.resize(B, finish_reason::max_new_tokens);
   const auto t0 = clock::now();
 
-  // Prefill: logits [B, V] of each row's last prompt token.
-  std::vector<float> logits(B * V);
+  // Prefill: logits [B, V] of each row's last prompt token (the decode steps
+  // then write theirs into the same tensor).
+  tensor<float> logits({B, V});
   bool same_length = true;
   for (const auto& p : prompts) {
     same_length = same_length && p.size() == prompts[0].size();
@@ -87,8 +88,7 @@ generation_result generate(const M& m, typename M::state& st, const std::vector<
   if (same_length) {
     tensor<std::int32_t> tokens({B, prompts[0].size()});
     for (std::size_t b = 0; b < B; ++b) std::copy(prompts[b].begin(), prompts[b].end(), tokens.data() + b * prompts[0].size());
-    const auto l = m.prefill(st, tokens);
-    std::copy(l.values().begin(), l.values().end(), logits.begin());
+    logits = m.prefill(st, tokens);
   } else {
     // Each row alone: a one-row state resumes the row's session, takes its
     // prompt, and goes back. Checked first so that a bad token changes nothing.
@@ -101,7 +101,7 @@ generation_result generate(const M& m, typename M::state& st, const std::vector<
     for (std::size_t b = 0; b < B; ++b) {
       one.restore(0, st.save(b));
       const auto l = m.prefill(one, tensor<std::int32_t>({1, prompts[b].size()}, prompts[b]));
-      std::copy(l.values().begin(), l.values().end(), logits.begin() + static_cast<std::ptrdiff_t>(b * V));
+      std::copy(l.values().begin(), l.values().end(), logits.data() + b * V);
       st.restore(b, one.save(0));
     }
   }
@@ -118,7 +118,7 @@ generation_result generate(const M& m, typename M::state& st, const std::vector<
     bool any_feed = false;
     for (std::size_t b = 0; b < B; ++b) {
       if (!active[b]) continue;
-      const std::int32_t token = choose.sample(std::span<const float>(logits).subspan(b * V, sampled), b);
+      const std::int32_t token = choose.sample(logits.values().subspan(b * V, sampled), b);
       if (std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), token) != opt.stop_tokens.end()) {
         out.finish[b] = finish_reason::stop_token;
         active[b] = false;
@@ -137,9 +137,8 @@ generation_result generate(const M& m, typename M::state& st, const std::vector<
       }
     }
     if (!any_feed) break;
-    const auto l = m.decode(st, feed);
+    m.decode(st, feed, logits);
     ++out.decode_steps;
-    std::copy(l.values().begin(), l.values().end(), logits.begin());
     for (std::size_t b = 0; b < B; ++b)
       if (finished_after_feed[b]) {
         finished_after_feed[b] = false;

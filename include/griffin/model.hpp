@@ -373,9 +373,19 @@ class model {
 
   /// One decode step: one token per row [B] -> logits [B, V]; advances `st`.
   tensor<float> decode(state& st, std::span<const std::int32_t> tokens) const {
+    tensor<float> logits;
+    decode(st, tokens, logits);
+    return logits;
+  }
+
+  /// The same, writing the logits into `logits` (reshaped to [B, V]): a loop
+  /// that passes the same tensor every step allocates nothing once warm (at
+  /// batch 64 and RecurrentGemma's vocabulary a fresh tensor is 65 MB of
+  /// page faults and zeroing a step).
+  void decode(state& st, std::span<const std::int32_t> tokens, tensor<float>& logits) const {
     check_batch(st, tokens.size(), "decode");
     const tensor<std::int32_t> chunk({tokens.size(), 1}, tokens);
-    return run(chunk, st.next_position_.data(), &st, logits_for::last_position);
+    run(chunk, st.next_position_.data(), &st, logits_for::last_position, {}, &logits);
   }
 
   /// Threads the matrix products use, the calling thread included.
@@ -476,8 +486,9 @@ class model {
     }
   }
 
+  // Logits into *out when given (reshaped; nothing returned), else into a new tensor.
   tensor<float> run(const tensor<std::int32_t>& tokens, const std::int32_t* segment_pos, state* st, logits_for which,
-                    const block_observer& observer = {}) const {
+                    const block_observer& observer = {}, tensor<float>* out = nullptr) const {
     const std::size_t B = tokens.extent(0), T = tokens.extent(1), D = cfg_.width, V = cfg_.vocab_size;
     check_input(tokens.data(), segment_pos, B, T, st);
 
@@ -505,7 +516,9 @@ class model {
       const std::size_t src = all ? r : r * T + (T - 1);
       kernels::rms_norm<default_arch>(x + src * D, final_norm_.scale.data(), normed + r * D, D, rms_norm::eps);
     }
-    tensor<float> logits(all ? std::vector<std::size_t>{B, T, V} : std::vector<std::size_t>{B, V});
+    tensor<float> fresh;
+    tensor<float>& logits = out ? *out : fresh;
+    logits.reshape(all ? std::vector<std::size_t>{B, T, V} : std::vector<std::size_t>{B, V});
     embedder::decode(embedder_, normed, D, n, logits.data(), pool_.get());
 
     if (st)
@@ -515,7 +528,7 @@ class model {
         st->doc_tokens_[b] = start >= 0 ? T - static_cast<std::size_t>(start) : st->doc_tokens_[b] + T;
         st->next_position_[b] = pos[T - 1] + 1;
       }
-    return logits;
+    return fresh;
   }
 
   config cfg_;

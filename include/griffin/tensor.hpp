@@ -52,6 +52,19 @@ class tensor {
                                   " values do not fill shape " + shape_string(shape_));
   }
 
+  /// Gives the tensor `shape`, keeping its storage when that is large enough
+  /// (a buffer reused across calls allocates only when it must grow).
+  /// Element values after a reshape are unspecified until written.
+  void reshape(std::vector<std::size_t> shape) {
+    const std::size_t n = element_count(shape);
+    if (n > data_.capacity()) {
+      data_ = aligned_vector<T>();  // no copy of the old elements into the new block
+      data_.reserve(n);
+    }
+    data_.resize(n);
+    shape_ = std::move(shape);
+  }
+
   [[nodiscard]] std::span<const std::size_t> shape() const noexcept { return shape_; }
   [[nodiscard]] std::size_t rank() const noexcept { return shape_.size(); }
   [[nodiscard]] std::size_t extent(std::size_t dim) const { return shape_.at(dim); }
