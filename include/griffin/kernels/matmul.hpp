@@ -470,7 +470,14 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
 // ---- gemm: packed activations, weights broadcast from their rows -------------
 
 // Cache blocking (elements of K, tokens, weight rows) and the register tile.
-inline constexpr std::size_t gemm_kc = 256;  // even, so bf16 pairs never straddle blocks
+// K block: even, so bf16 pairs never straddle blocks. bf16 rows are broadcast
+// in place from the weights, so a longer block reads each weight row in longer
+// runs (1024: 2 KiB) and streams better from memory; at 16 to 64 tokens, where
+// the weight stream limits, that is 1.3-1.5x against 256 (measured on Zen 5,
+// docs/09-performance.md). Converted panels (int8, float16, f32 rows) keep
+// 256, where their panel stays in L1.
+template <class T>
+inline constexpr std::size_t gemm_kc = bf16_activations<T> ? 1024 : 256;
 inline constexpr std::size_t gemm_mc = 384;
 inline constexpr std::size_t gemm_nc = 256;
 inline constexpr std::size_t gemm_nr = 8;  // weight rows per register tile
@@ -616,7 +623,7 @@ inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t
 
   struct panel_tag;
   struct c_tag;
-  constexpr std::size_t ldp_max = gemm_kc / P;
+  constexpr std::size_t KC = gemm_kc<T>, ldp_max = KC / P;
   E* panel_buffer = thread_buffer<panel_tag, E>(NR * ldp_max);
   float* cbuf = thread_buffer<c_tag, float>(gemm_nc * std::min(gemm_mc, Mpad));
   alignas(64) float tile[NR * gemm_mv * 16];
@@ -625,8 +632,8 @@ inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t
     const std::size_t mc = std::min(gemm_mc, Mpad - mc0);
     for (std::size_t nc0 = n0; nc0 < n1; nc0 += gemm_nc) {
       const std::size_t nc = std::min(gemm_nc, n1 - nc0);
-      for (std::size_t k0 = 0; k0 < K; k0 += gemm_kc) {
-        const std::size_t kc = std::min(gemm_kc, K - k0);
+      for (std::size_t k0 = 0; k0 < K; k0 += KC) {
+        const std::size_t kc = std::min(KC, K - k0);
         const std::size_t kpn = (kc + P - 1) / P;
         const bool first = k0 == 0, last = k0 + kc == K;
         for (std::size_t nb = 0; nb < nc; nb += NR) {
