@@ -228,20 +228,20 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
   constexpr std::size_t L = B::size, U = 4;
   const std::size_t K = x.cols;
   B acc[MR][U];
-  for (auto& row : acc)
-    for (auto& a : row) a = B(0.0f);
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+    GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) acc[i][u] = B(0.0f);
   const T* wr = w.data + n * w.stride;
   std::size_t k = 0;
   for (; k + U * L <= K; k += U * L)
-    for (std::size_t u = 0; u < U; ++u) {
+    GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
       const B wv = load_batch<Arch>(wr + k + u * L);
-      for (std::size_t i = 0; i < MR; ++i) acc[i][u] = xsimd::fma(B::load_unaligned(x.row(m0 + i) + k + u * L), wv, acc[i][u]);
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) acc[i][u] = xsimd::fma(B::load_unaligned(x.row(m0 + i) + k + u * L), wv, acc[i][u]);
     }
   for (; k + L <= K; k += L) {
     const B wv = load_batch<Arch>(wr + k);
-    for (std::size_t i = 0; i < MR; ++i) acc[i][0] = xsimd::fma(B::load_unaligned(x.row(m0 + i) + k), wv, acc[i][0]);
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) acc[i][0] = xsimd::fma(B::load_unaligned(x.row(m0 + i) + k), wv, acc[i][0]);
   }
-  for (std::size_t i = 0; i < MR; ++i) {
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
     float sum = xsimd::hadd((acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3]));
     for (std::size_t kk = k; kk < K; ++kk) sum += x.row(m0 + i)[kk] * load_scalar(wr, kk);
     store_output(sum, w.scale, bias, n, y.row(m0 + i)[n], accumulate);
@@ -270,8 +270,8 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
                             const float* bias, matrix_view<float> y, std::size_t m0, std::size_t n, bool accumulate) {
   constexpr std::size_t U = 4;
   __m512 acc[MR][U];
-  for (auto& row : acc)
-    for (auto& a : row) a = _mm512_setzero_ps();
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+    GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) acc[i][u] = _mm512_setzero_ps();
   const auto* wr = reinterpret_cast<const std::uint16_t*>(w.data + n * w.stride);
   const std::size_t lead = reinterpret_cast<std::uintptr_t>(wr) % 64 / 2 == xoff ? xoff : 0;
   const std::uint16_t* wb = wr - lead;        // weights of block position j: wb[j]
@@ -279,7 +279,7 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
   const std::size_t len = lead + w.in;
   const auto step = [&](std::size_t j, std::size_t u, __mmask32 mask) {
     const __m512i wv = _mm512_maskz_loadu_epi16(mask, wb + j);
-    for (std::size_t i = 0; i < MR; ++i)
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
       acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_maskz_loadu_epi16(mask, xbase + (m0 + i) * ldxb + j), (__m512bh)wv);
   };
   const auto below = [](std::size_t r) {
@@ -291,14 +291,14 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
     j = 32;
   }
   for (; j + 32 * U <= len; j += 32 * U)
-    for (std::size_t u = 0; u < U; ++u) {
+    GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
       _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
       const __m512i wv = _mm512_loadu_si512(wb + j + 32 * u);
-      for (std::size_t i = 0; i < MR; ++i)
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
         acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_loadu_si512(xbase + (m0 + i) * ldxb + j + 32 * u), (__m512bh)wv);
     }
   for (; j < len; j += 32) step(j, 1, below(len - j));
-  for (std::size_t i = 0; i < MR; ++i) {
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
     const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
     store_output(_mm512_reduce_add_ps(sum), nullptr, bias, n, y.row(m0 + i)[n], accumulate);
   }
@@ -314,20 +314,20 @@ inline void gemv_tile(matrix_view<const float> x, weights_view<T> w, const float
   constexpr std::size_t L = B::size;
   const std::size_t K = x.cols;
   const std::size_t kv = K - K % L;
-  std::array<B, MR * NR> acc;
-  acc.fill(B(0.0f));
+  B acc[MR * NR];
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR * NR; ++i) acc[i] = B(0.0f);
   const T* wr[NR];
-  for (std::size_t j = 0; j < NR; ++j) wr[j] = w.data + (n0 + j) * w.stride;
+  GRIFFIN_UNROLL for (std::size_t j = 0; j < NR; ++j) wr[j] = w.data + (n0 + j) * w.stride;
   for (std::size_t k = 0; k < kv; k += L) {
     B wv[NR];
-    for (std::size_t j = 0; j < NR; ++j) wv[j] = load_batch<Arch>(wr[j] + k);
-    for (std::size_t i = 0; i < MR; ++i) {
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < NR; ++j) wv[j] = load_batch<Arch>(wr[j] + k);
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
       const B xv = B::load_unaligned(x.row(m0 + i) + k);
-      for (std::size_t j = 0; j < NR; ++j) acc[i * NR + j] = xsimd::fma(xv, wv[j], acc[i * NR + j]);
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < NR; ++j) acc[i * NR + j] = xsimd::fma(xv, wv[j], acc[i * NR + j]);
     }
   }
-  for (std::size_t i = 0; i < MR; ++i)
-    for (std::size_t j = 0; j < NR; ++j) {
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < NR; ++j) {
       float sum = xsimd::hadd(acc[i * NR + j]);
       for (std::size_t k = kv; k < K; ++k) sum += x.row(m0 + i)[k] * load_scalar(wr[j], k);
       store_output(sum, w.scale, bias, n0 + j, y.row(m0 + i)[n0 + j], accumulate);
@@ -345,31 +345,31 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
   constexpr std::size_t U = 4, chunk = 256 * 32;
   const std::size_t K = w.in;
   __m512 total[MR];
-  for (auto& t : total) t = _mm512_setzero_ps();
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) total[i] = _mm512_setzero_ps();
   const std::int8_t* wr = w.data + n * w.stride;
   for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
     const std::size_t c1 = std::min(K, c0 + chunk);
     __m512i acc[MR][U];
-    for (auto& row : acc)
-      for (auto& a : row) a = _mm512_setzero_si512();
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) acc[i][u] = _mm512_setzero_si512();
     std::size_t k = c0;
     for (; k + 32 * U <= c1; k += 32 * U)
-      for (std::size_t u = 0; u < U; ++u) {
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
         if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
         const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k + 32 * u)));
-        for (std::size_t i = 0; i < MR; ++i)
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
           acc[i][u] = _mm512_dpwssd_epi32(acc[i][u], _mm512_load_si512(xq + (m0 + i) * ldxq + k + 32 * u), wv);
       }
     for (; k < c1; k += 32) {
       const __mmask32 mask = c1 - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << (c1 - k)) - 1);
       const __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wr + k));
-      for (std::size_t i = 0; i < MR; ++i)
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
         acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], _mm512_load_si512(xq + (m0 + i) * ldxq + k), wv);
     }
-    for (std::size_t i = 0; i < MR; ++i)
-      for (std::size_t u = 0; u < U; ++u) total[i] = _mm512_add_ps(total[i], _mm512_cvtepi32_ps(acc[i][u]));
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) total[i] = _mm512_add_ps(total[i], _mm512_cvtepi32_ps(acc[i][u]));
   }
-  for (std::size_t i = 0; i < MR; ++i)
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
     store_output(_mm512_reduce_add_ps(total[i]) * xs[m0 + i], w.scale, bias, n, y.row(m0 + i)[n], accumulate);
 }
 #endif
@@ -427,18 +427,18 @@ inline void gemv_in_out_tile(matrix_view<const float> x, weights_view<T> w, cons
                              std::size_t m0, std::size_t n0, bool accumulate) {
   using B = batch<Arch>;
   constexpr std::size_t L = B::size;
-  std::array<B, MR * NV> acc;
-  acc.fill(B(0.0f));
+  B acc[MR * NV];
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = B(0.0f);
   for (std::size_t k = 0; k < x.cols; ++k) {
     B wv[NV];
-    for (std::size_t j = 0; j < NV; ++j) wv[j] = load_batch<Arch>(w.data + k * w.stride + n0 + j * L);
-    for (std::size_t i = 0; i < MR; ++i) {
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < NV; ++j) wv[j] = load_batch<Arch>(w.data + k * w.stride + n0 + j * L);
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
       const B xv(x.row(m0 + i)[k]);
-      for (std::size_t j = 0; j < NV; ++j) acc[i * NV + j] = xsimd::fma(xv, wv[j], acc[i * NV + j]);
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < NV; ++j) acc[i * NV + j] = xsimd::fma(xv, wv[j], acc[i * NV + j]);
     }
   }
-  for (std::size_t i = 0; i < MR; ++i)
-    for (std::size_t j = 0; j < NV; ++j) {
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < NV; ++j) {
       float* out = y.row(m0 + i) + n0 + j * L;
       B v = acc[i * NV + j];
       if (w.scale) v = v * B::load_unaligned(w.scale + n0 + j * L);
@@ -459,7 +459,7 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
     for (; n + 2 * L <= n1; n += 2 * L) gemv_in_out_tile<Arch, MR, 2>(x, w, bias, y, m, n, accumulate);
     for (; n + L <= n1; n += L) gemv_in_out_tile<Arch, MR, 1>(x, w, bias, y, m, n, accumulate);
     for (; n < n1; ++n)
-      for (std::size_t i = 0; i < MR; ++i) {
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
         float acc = 0.0f;
         for (std::size_t k = 0; k < x.cols; ++k) acc += x.row(m + i)[k] * w.at(n, k);
         store_output(acc, w.scale, bias, n, y.row(m + i)[n], accumulate);
@@ -563,51 +563,51 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
 #if defined(__AVX512BF16__)
   if constexpr (std::is_same_v<E, std::uint32_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     __m512 acc[NR][MV];
-    for (std::size_t i = 0; i < NR; ++i)
-      for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? _mm512_load_ps(c + (i * MV + j) * 16) : _mm512_setzero_ps();
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? _mm512_load_ps(c + (i * MV + j) * 16) : _mm512_setzero_ps();
     for (std::size_t kp = 0; kp < kpn; ++kp) {
       __m512i av[MV];
-      for (std::size_t j = 0; j < MV; ++j) av[j] = _mm512_load_si512(a + kp * lda + j * 16);
-      for (std::size_t i = 0; i < NR; ++i) {
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) av[j] = _mm512_load_si512(a + kp * lda + j * 16);
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
         const __m512i wb = _mm512_set1_epi32(static_cast<int>(load_u32(panel + i * ldp + kp)));
-        for (std::size_t j = 0; j < MV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av[j], (__m512bh)wb);
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av[j], (__m512bh)wb);
       }
     }
-    for (std::size_t i = 0; i < NR; ++i)
-      for (std::size_t j = 0; j < MV; ++j) _mm512_store_ps(c + (i * MV + j) * 16, acc[i][j]);
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) _mm512_store_ps(c + (i * MV + j) * 16, acc[i][j]);
     return;
   }
 #endif
   using B = batch<Arch>;
   constexpr std::size_t L = B::size;
   B acc[NR][MV];
-  for (std::size_t i = 0; i < NR; ++i)
-    for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? B::load_aligned(c + (i * MV + j) * L) : B(0.0f);
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? B::load_aligned(c + (i * MV + j) * L) : B(0.0f);
   for (std::size_t kp = 0; kp < kpn; ++kp) {
     if constexpr (std::is_same_v<E, float>) {
       B av[MV];
-      for (std::size_t j = 0; j < MV; ++j) av[j] = B::load_aligned(a + kp * lda + j * L);
-      for (std::size_t i = 0; i < NR; ++i) {
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) av[j] = B::load_aligned(a + kp * lda + j * L);
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
         const B wb(panel[i * ldp + kp]);
-        for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wb, av[j], acc[i][j]);
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wb, av[j], acc[i][j]);
       }
     } else {  // bf16 pairs without the instruction: split each pair into its two floats
       using U = xsimd::batch<std::uint32_t, Arch>;
       B even[MV], odd[MV];
-      for (std::size_t j = 0; j < MV; ++j) {
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) {
         const U u = U::load_aligned(a + kp * lda + j * L);
         even[j] = xsimd::bitwise_cast<B>(u << 16);
         odd[j] = xsimd::bitwise_cast<B>(u & U(0xffff0000u));
       }
-      for (std::size_t i = 0; i < NR; ++i) {
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
         const std::uint32_t p = load_u32(panel + i * ldp + kp);
         const B we(bf16_to_float(static_cast<std::uint16_t>(p))), wo(bf16_to_float(static_cast<std::uint16_t>(p >> 16)));
-        for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wo, odd[j], xsimd::fma(we, even[j], acc[i][j]));
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wo, odd[j], xsimd::fma(we, even[j], acc[i][j]));
       }
     }
   }
-  for (std::size_t i = 0; i < NR; ++i)
-    for (std::size_t j = 0; j < MV; ++j) acc[i][j].store_aligned(c + (i * MV + j) * L);
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j].store_aligned(c + (i * MV + j) * L);
 }
 
 // Output channels [n0, n1) of the packed gemm, a[k'][Mpad] packed activations.
