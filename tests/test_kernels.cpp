@@ -3,6 +3,7 @@
 // and every misalignment of the pointers; plus worked values of the math.
 #include <array>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "test_util.hpp"
@@ -185,6 +186,40 @@ TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile ed
   }
 }
 TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
+
+TEST_CASE("to_int16_grid (the int8 GEMV's activation rows) equals the scalar grid rule bit for bit") {
+  rng r(21);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  std::vector<std::vector<float>> rows;
+  for (std::size_t K : {0u, 1u, 5u, 15u, 16u, 17u, 31u, 32u, 33u, 100u, 2560u}) rows.push_back(r.floats(K, 3.0f));
+  std::vector<float> ties(40);  // x / scale at exact halves: round to even
+  for (std::size_t k = 0; k < ties.size(); ++k) ties[k] = (static_cast<float>(k) - 20.5f) / 32767.0f * 2.0f;
+  ties.push_back(2.0f);  // amax 2: scale 2/32767
+  rows.push_back(ties);
+  rows.push_back(std::vector<float>(37, 0.0f));                 // zero row: scale 1
+  rows.push_back({1.0f, -0.0f, tiny, 3 * tiny, -5 * tiny});      // subnormals beside a normal
+  rows.push_back({tiny, -2 * tiny, 0.0f, 7 * tiny});             // subnormals only: the step is clamped
+  for (float bad : {nan, inf, -inf})
+    for (std::size_t at : {0u, 9u, 16u, 20u}) {
+      auto v = r.floats(21);
+      v[at] = bad;
+      rows.push_back(v);
+    }
+  for (const auto& x : rows) {
+    CAPTURE(x.size());
+    const std::size_t padded = (x.size() + 31) / 32 * 32 + 32;
+    std::vector<std::int16_t> out(padded, std::int16_t{0x5a5a});
+    const float scale = kernels::to_int16_grid(x.data(), out.data(), x.size(), padded);
+    const float ref_scale = kernels::int16_grid_scale(x.data(), x.size());
+    CHECK((std::isnan(ref_scale) ? std::isnan(scale) : scale == ref_scale));
+    CHECK(ref_scale != 0.0f);
+    for (std::size_t k = 0; k < padded; ++k) {
+      CAPTURE(k);
+      CHECK(out[k] == (k < x.size() ? kernels::int16_grid(x[k], ref_scale) : std::int16_t{0}));
+    }
+  }
+}
 
 TEST_CASE_TEMPLATE_DEFINE("dot and axpy match the scalar reference", Arch, dot_id) {
   griffin_test::require_runnable<Arch>();
