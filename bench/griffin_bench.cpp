@@ -39,31 +39,40 @@ using griffin_bench::split_list;
 
 // ---- the machine ------------------------------------------------------------
 
-// Read bandwidth: every thread sums its share of a 1 GiB buffer; best of 5.
-double measure_bandwidth(griffin::thread_pool& pool) {
-  const std::size_t n = (std::size_t{1} << 30) / sizeof(float);
-  griffin::aligned_vector<float> buffer(n, 1.0f);
-  const std::size_t threads = pool.size(), chunk = n / threads;
+// Read bandwidth: every thread sums its share of a 1 GiB buffer. One pass
+// returns its seconds; the machine line reports the best of 5.
+constexpr std::size_t bandwidth_bytes = std::size_t{1} << 30;
+
+double read_pass(griffin::thread_pool& pool, const griffin::aligned_vector<float>& buffer) {
+  const std::size_t threads = pool.size(), chunk = buffer.size() / threads;
   std::vector<float> sums(threads);
-  double best = 0.0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = clock_type::now();
-    pool.run(threads, [&](std::size_t t) {
-      using B = xsimd::batch<float>;
-      B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-      const float* p = buffer.data() + t * chunk;
-      for (std::size_t i = 0; i + 4 * B::size <= chunk; i += 4 * B::size) {
-        a0 += B::load_aligned(p + i);
-        a1 += B::load_aligned(p + i + B::size);
-        a2 += B::load_aligned(p + i + 2 * B::size);
-        a3 += B::load_aligned(p + i + 3 * B::size);
-      }
-      sums[t] = xsimd::hadd(a0 + a1 + a2 + a3);
-    });
-    best = std::max(best, static_cast<double>(n * sizeof(float)) / seconds_since(t0));
-  }
+  const auto t0 = clock_type::now();
+  pool.run(threads, [&](std::size_t t) {
+    using B = xsimd::batch<float>;
+    B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+    const float* p = buffer.data() + t * chunk;
+    for (std::size_t i = 0; i + 4 * B::size <= chunk; i += 4 * B::size) {
+      a0 += B::load_aligned(p + i);
+      a1 += B::load_aligned(p + i + B::size);
+      a2 += B::load_aligned(p + i + 2 * B::size);
+      a3 += B::load_aligned(p + i + 3 * B::size);
+    }
+    sums[t] = xsimd::hadd(a0 + a1 + a2 + a3);
+  });
+  const double s = seconds_since(t0);
   if (std::accumulate(sums.begin(), sums.end(), 0.0f) <= 0.0f) std::puts("(bandwidth check failed)");
+  return s;
+}
+
+double measure_bandwidth(griffin::thread_pool& pool, const griffin::aligned_vector<float>& buffer) {
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) best = std::max(best, static_cast<double>(bandwidth_bytes) / read_pass(pool, buffer));
   return best;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 // Peak FLOP/s of f32 FMA or (AVX512-BF16) bf16 dot products: 24 independent
@@ -194,17 +203,18 @@ int main(int argc, char** argv) try {
   struct machine {
     double bandwidth, peak_f32, peak_bf16;
   };
+  const aligned_vector<float> bandwidth_buffer(bandwidth_bytes / sizeof(float), 1.0f);
   std::vector<machine> limits;
   for (std::size_t threads : opt.threads) {
     thread_pool pool(threads);
-    limits.push_back({measure_bandwidth(pool), measure_peak(pool, false), measure_peak(pool, true)});
+    limits.push_back({measure_bandwidth(pool, bandwidth_buffer), measure_peak(pool, false), measure_peak(pool, true)});
     std::printf("machine, %zu thread%s: read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, bf16 dot peak %.0f GFLOP/s\n",
                 threads, threads == 1 ? "" : "s", limits.back().bandwidth / 1e9, limits.back().peak_f32 / 1e9,
                 limits.back().peak_bf16 / 1e9);
   }
   std::puts("");
-  std::printf("%-6s %-7s %10s %12s %10s %12s %12s %10s\n", "weights", "threads", "weight GB", "prefill t/s",
-              "% peak", "decode t/s", "roofline t/s", "% roofline");
+  std::printf("%-6s %-7s %10s %12s %10s %12s %12s %10s %10s\n", "weights", "threads", "weight GB", "prefill t/s",
+              "% peak", "decode t/s", "roofline t/s", "% roofline", "best/best");
 
   std::vector<std::int32_t> prompt(opt.prompt);
   for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
@@ -221,24 +231,36 @@ int main(int argc, char** argv) try {
       tensor<float> logits = m.prefill(st, prompt_tokens);
       const double prefill_s = seconds_since(t0);
 
-      t0 = clock_type::now();
+      // Each decode step is followed by one bandwidth pass on the same
+      // threads, so the roofline is measured in the same minutes as the
+      // steps it is compared with (the shared machine's bandwidth drifts by a
+      // quarter between runs); both sides are taken as medians.
+      std::vector<double> step_s, pass_s;
+      thread_pool one_thread(1);
+      thread_pool& pass_pool = m.pool() ? *m.pool() : one_thread;
       for (std::size_t step = 0; step < opt.decode; ++step) {
         const auto v = logits.values();
         const auto next = static_cast<std::int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+        t0 = clock_type::now();
         m.decode(st, std::span<const std::int32_t>(&next, 1), logits);
+        step_s.push_back(seconds_since(t0));
+        pass_s.push_back(read_pass(pass_pool, bandwidth_buffer));
       }
-      const double decode_s = seconds_since(t0);
 
       const double kv_bytes = static_cast<double>(attention_layers) * 2.0 * head_dim * sizeof(float) *
                               static_cast<double>(std::min(opt.prompt + opt.decode / 2, cfg.attention_window_size));
       const double bytes_per_token = static_cast<double>(m.weight_bytes()) + kv_bytes;
-      const double roofline = limits[i].bandwidth / bytes_per_token;
-      const double decode_tps = static_cast<double>(opt.decode) / decode_s;
+      const double bandwidth = static_cast<double>(bandwidth_bytes) / median(pass_s);
+      const double roofline = bandwidth / bytes_per_token;
+      const double decode_tps = 1.0 / median(step_s);
+      const double best_ratio = (1.0 / *std::min_element(step_s.begin(), step_s.end())) /
+                                (static_cast<double>(bandwidth_bytes) / *std::min_element(pass_s.begin(), pass_s.end()) /
+                                 bytes_per_token);
       const double prefill_tps = static_cast<double>(opt.prompt) / prefill_s;
       const double peak = w == "bf16" ? limits[i].peak_bf16 : limits[i].peak_f32;
-      std::printf("%-7s %-7zu %10.2f %12.1f %9.0f%% %12.2f %12.2f %9.0f%%\n", w.c_str(), opt.threads[i],
+      std::printf("%-7s %-7zu %10.2f %12.1f %9.0f%% %12.2f %12.2f %9.0f%% %9.0f%%\n", w.c_str(), opt.threads[i],
                   static_cast<double>(m.weight_bytes()) / 1e9, prefill_tps, 100.0 * prefill_flops / prefill_s / peak,
-                  decode_tps, roofline, 100.0 * decode_tps / roofline);
+                  decode_tps, roofline, 100.0 * decode_tps / roofline, 100.0 * best_ratio);
       std::fflush(stdout);
     }
   }

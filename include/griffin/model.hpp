@@ -395,6 +395,10 @@ class model {
   /// share its threads; calls from several application threads at once are
   /// safe (one runs on the pool, the others on their own thread).
   void set_threads(std::size_t n) { pool_ = n == 1 ? nullptr : std::make_shared<thread_pool>(n); }
+  /// The threads the model runs on (null when it runs on the calling thread
+  /// alone), for an application's own parallel work between calls: a second
+  /// pool would compete with this one's spinning workers for the cores.
+  [[nodiscard]] thread_pool* pool() const noexcept { return pool_.get(); }
 
   /// Stores the matrices of every linear layer and the embedding table as
   /// `to`: F32, BF16, F16, or I8 (symmetric int8 with one scale per output
