@@ -349,6 +349,20 @@ TEST_CASE_TEMPLATE_DEFINE("attention matches the scalar reference over ring buff
         a.out = ref.data();
         kernels::attention_scalar(a);
         CHECK(max_abs_diff(out, ref) <= 1e-6f);
+        // In parts of queries x heads (as the block splits it over threads),
+        // each with its own scores buffer: bit for bit the whole.
+        for (std::size_t tq : {1u, 4u})
+          for (std::size_t hg : {1u, 2u}) {
+            std::vector<float> parts(T * H * hd, -1.0f);
+            a.out = parts.data();
+            for (std::size_t t0 = 0; t0 < T; t0 += tq)
+              for (std::size_t h0 = 0; h0 < H; h0 += hg) {
+                std::vector<float> own(H * (capacity + T), 7.0f);
+                a.scores = own.data();
+                kernels::attention<Arch>(a, {t0, t0 + tq, h0, h0 + hg});
+              }
+            CHECK(max_abs_diff(parts, out) == 0.0f);
+          }
       }
 }
 TEST_CASE_TEMPLATE_APPLY(attn_id, griffin_test::test_archs);

@@ -61,6 +61,45 @@ TEST_CASE("logits do not depend on the thread count, in decode and in a prefill 
   }
 }
 
+TEST_CASE("attention split over threads by rows, query chunks and head groups gives the one-thread logits") {
+  // Big enough for the attention block to use the pool: 4 heads of 64,
+  // 70-token prompts (5 query chunks) in 3 rows, one with a document start
+  // inside; then batched decode steps (head groups) over local and global
+  // attention, with a window the prompts overrun.
+  for (const std::string pattern : {"RRA", "G"}) {
+    CAPTURE(pattern);
+    config c;
+    c.vocab_size = 64;
+    c.width = 256;
+    c.mlp_expanded_width = 512;
+    c.num_heads = 4;
+    c.lru_width = 256;
+    c.attention_window_size = 48;
+    for (char ch : pattern)
+      c.block_types.push_back(ch == 'R' ? block_kind::recurrent : ch == 'A' ? block_kind::attention : block_kind::global_attention);
+    auto m = model<>::random(c, 11);
+    griffin_test::rng r(8);
+    auto tokens = griffin_test::random_tokens(r, 3, 70, c.vocab_size);
+    std::vector<tensor<float>> runs;
+    for (std::size_t threads : {1u, 2u, 3u}) {
+      m.set_threads(threads);
+      auto st = m.make_state(3);
+      tensor<std::int32_t> positions({3, 70});
+      for (std::size_t b = 0; b < 3; ++b)
+        for (std::size_t t = 0; t < 70; ++t) positions.values()[b * 70 + t] = static_cast<std::int32_t>(b == 1 && t >= 30 ? t - 30 : t);
+      tensor<float> all = m.prefill(st, tokens, positions, logits_for::all_positions);
+      std::vector<float> values(all.values().begin(), all.values().end());
+      for (int step = 0; step < 3; ++step) {
+        const auto d = m.decode(st, std::vector<std::int32_t>{1, 2, static_cast<std::int32_t>(step)});
+        values.insert(values.end(), d.values().begin(), d.values().end());
+      }
+      runs.emplace_back(std::vector<std::size_t>{values.size()}, values);
+    }
+    CHECK(max_abs_diff(runs[0].values(), runs[1].values()) == 0.0f);
+    CHECK(max_abs_diff(runs[0].values(), runs[2].values()) == 0.0f);
+  }
+}
+
 TEST_CASE("weights converted to bf16 and int8 stay within their documented distance of the golden vectors") {
   for (const char* name : {"griffin_tiny", "hawk_tiny", "mqa_tiny"}) {
     CAPTURE(name);

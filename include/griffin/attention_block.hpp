@@ -102,14 +102,22 @@ inline visible_keys keys_visible_to(const attention_args& a, std::size_t t) noex
   return {past_lo, past_count, chunk_lo};
 }
 
+/// A part of one row's attention: queries [t0, t1) and heads [h0, h1). Parts
+/// are independent (each writes only its own outputs and scores rows), and a
+/// query's arithmetic is the same whichever part computes it.
+struct attention_part {
+  std::size_t t0 = 0, t1 = SIZE_MAX, h0 = 0, h1 = SIZE_MAX;
+};
+
 namespace detail {
 // The shared body; Dot and Axpy are the SIMD or scalar kernels.
 template <class Dot, class Axpy>
-inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy) {
+inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy, attention_part part = {}) {
   const std::size_t hd = a.head_dim, H = a.num_heads;
+  const std::size_t h0 = std::min(part.h0, H), h1 = std::min(part.h1, H);
   // hd^-0.5 as the reference applies it: a Python double cast to float32.
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  for (std::size_t t = 0; t < a.length; ++t) {
+  for (std::size_t t = part.t0; t < std::min(part.t1, a.length); ++t) {
     const visible_keys vis = keys_visible_to(a, t);
     const std::size_t n_past = vis.past_count - vis.past_lo, n = n_past + (t + 1 - vis.chunk_lo);
     // Keys, then values, are read once for all H heads (multi-query: they
@@ -117,9 +125,9 @@ inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy) {
     float* scores = a.scores;  // [H, n]
     for (std::size_t j = 0; j < n; ++j) {
       const float* key = j < n_past ? a.past.key(vis.past_lo + j) : a.k + (vis.chunk_lo + j - n_past) * hd;
-      for (std::size_t h = 0; h < H; ++h) scores[h * n + j] = dot(a.q + (t * H + h) * hd, key, hd) * scale;
+      for (std::size_t h = h0; h < h1; ++h) scores[h * n + j] = dot(a.q + (t * H + h) * hd, key, hd) * scale;
     }
-    for (std::size_t h = 0; h < H; ++h) {
+    for (std::size_t h = h0; h < h1; ++h) {
       float* sh = scores + h * n;
       float max = -std::numeric_limits<float>::infinity();
       for (std::size_t j = 0; j < n; ++j) max = std::max(max, sh[j]);
@@ -127,10 +135,10 @@ inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy) {
       for (std::size_t j = 0; j < n; ++j) sum += (sh[j] = std::exp(sh[j] - max));
       for (std::size_t j = 0; j < n; ++j) sh[j] /= sum;
     }
-    std::fill(a.out + t * H * hd, a.out + (t + 1) * H * hd, 0.0f);
+    std::fill(a.out + (t * H + h0) * hd, a.out + (t * H + h1) * hd, 0.0f);
     for (std::size_t j = 0; j < n; ++j) {
       const float* value = j < n_past ? a.past.value(vis.past_lo + j) : a.v + (vis.chunk_lo + j - n_past) * hd;
-      for (std::size_t h = 0; h < H; ++h) axpy(scores[h * n + j], value, a.out + (t * H + h) * hd, hd);
+      for (std::size_t h = h0; h < h1; ++h) axpy(scores[h * n + j], value, a.out + (t * H + h) * hd, hd);
     }
   }
 }
@@ -139,10 +147,12 @@ inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy) {
 /// Scalar reference.
 inline void attention_scalar(const attention_args& a) { detail::attention_impl(a, dot_scalar, axpy_scalar); }
 
-/// SIMD kernel with the contract of `attention_scalar` (dot products and value sums vectorised over hd).
+/// SIMD kernel with the contract of `attention_scalar` (dot products and
+/// value sums vectorised over hd), for all of a row or one part of it
+/// (a.scores then only needs rows [part.h0, part.h1) of its [H, n]).
 template <class Arch = default_arch>
-inline void attention(const attention_args& a) {
-  detail::attention_impl(a, dot<Arch>, axpy<Arch>);
+inline void attention(const attention_args& a, attention_part part = {}) {
+  detail::attention_impl(a, dot<Arch>, axpy<Arch>, part);
 }
 
 }  // namespace kernels
@@ -210,11 +220,30 @@ struct attention_common {
     }
 
     float* encoded = s.take(rows * D);  // [B, T, H * hd]
+    // Parts of (row, queries, heads) over the pool: rows and chunks of 16
+    // queries, and for short chunks (decode) groups of heads as well, so a
+    // single row's decode still uses every thread. Each part is computed
+    // as the whole row would compute it: results do not depend on threads.
+    const std::size_t threads = io.pool ? io.pool->size() : 1, query_chunk = 16;
+    const std::size_t chunks = (T + query_chunk - 1) / query_chunk;
+    const std::size_t head_groups = io.batch * chunks >= 2 * threads ? 1 : std::min(H, 2 * threads);
+    const std::size_t heads_per = (H + head_groups - 1) / head_groups;
+    std::vector<kernels::kv_history> pasts(io.batch);
+    std::size_t most_keys = 0;
     for (std::size_t b = 0; b < io.batch; ++b) {
-      const kernels::kv_history past = history(b);
-      float* scores = s.take(H * (past.count + T));
-      kernels::attention<default_arch>({q + b * T * D, k + b * T * hd, v + b * T * hd, io.positions(b), past,
-                                        encoded + b * T * D, scores, T, H, hd, w.window});
+      pasts[b] = history(b);
+      most_keys = std::max(most_keys, pasts[b].count + T);
+    }
+    parallel_run(threads > 1 && most_keys * T * H * hd >= (std::size_t{1} << 13) ? io.pool : nullptr,
+                 io.batch * chunks * head_groups, [&](std::size_t task) {
+      const std::size_t b = task / (chunks * head_groups), c = task / head_groups % chunks, g = task % head_groups;
+      struct scores_tag;
+      float* scores = kernels::detail::thread_buffer<scores_tag, float>(H * (pasts[b].count + T));  // [H, n]
+      kernels::attention<default_arch>({q + b * T * D, k + b * T * hd, v + b * T * hd, io.positions(b), pasts[b],
+                                        encoded + b * T * D, scores, T, H, hd, w.window},
+                                       {c * query_chunk, (c + 1) * query_chunk, g * heads_per, (g + 1) * heads_per});
+    });
+    for (std::size_t b = 0; b < io.batch; ++b) {
       const std::ptrdiff_t start = last_document_start(io.positions(b), static_cast<std::ptrdiff_t>(T) - 1);
       append(b, k + b * T * hd, v + b * T * hd, start);
     }
