@@ -69,6 +69,16 @@ void decode_args(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 BENCHMARK(bm_matmul<griffin::bfloat16, 16>)->Apply(decode_args);
+// Batched decode: one step of M sequences through the MLP's widest matrix,
+// from the memory-bound GEMV (M = 1) to where the packed GEMM takes over.
+void batch_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (long M : {1, 2, 4, 8, 12, 16, 24, 32, 64, 128}) b->Args({M, 7680, 2560, 2});
+  b->UseRealTime();
+}
+BENCHMARK(bm_matmul<griffin::bfloat16>)->Name("bm_matmul_batch<bfloat16>")->Apply(batch_args);
+BENCHMARK(bm_matmul<std::int8_t>)->Name("bm_matmul_batch<int8_t>")->Apply(batch_args);
+BENCHMARK(bm_matmul<float>)->Name("bm_matmul_batch<float>")->Apply(batch_args);
 
 // The RG-LRU scan over T steps of E channels.
 void bm_rg_lru(benchmark::State& state) {

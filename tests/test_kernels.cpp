@@ -72,10 +72,12 @@ std::vector<T> stored_as(const std::vector<float>& v) {
   return out;
 }
 
-// Every path of matmul (gemv below gemm_min_rows, the packed gemm from it,
-// in x out, one thread and two) against matmul_scalar: counts around the
-// lane count and the register tile (8 channels x 3 batches of tokens), K
-// past one cache block, strided rows, misaligned weights.
+// Every path of matmul (gemv rows up to gemv_row_max_rows, the batched gemv
+// tile below gemm_min_rows with whole 4 x 4 tiles, remainders and N past a
+// tile group, the packed gemm from it, in x out, one thread and two) against
+// matmul_scalar: counts around the lane count and the register tile (8
+// channels x 3 batches of tokens), K past one cache block, strided rows,
+// misaligned weights.
 template <class Arch, class T>
 void check_matmul_for(thread_pool* pool) {
   constexpr std::size_t L = kernels::lanes<Arch>;
@@ -84,7 +86,7 @@ void check_matmul_for(thread_pool* pool) {
   Ks.push_back(kernels::detail::gemm_kc<T> + 1);
   Ks.push_back(2 * kernels::detail::gemm_kc<T> + 6);
   for (std::size_t K : Ks)
-    for (std::size_t M : {1u, 2u, 3u, 4u, 5u, 9u, 16u, 17u, 3u * 16u + 1u, 100u})
+    for (std::size_t M : {1u, 2u, 3u, 4u, 5u, 9u, 15u, 16u, 17u, 3u * 16u + 1u, 100u})
       for (std::size_t N : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{9}, 2 * L + 3, std::size_t{67}}) {
         if (M * N * K > 400'000 && K != Ks.back()) continue;  // keep the big ones few:
         if (K == Ks.back() && M != 1 && M != 17 && M != 100) continue;  // gemv, one gemm tile, several
@@ -125,7 +127,7 @@ void check_matmul_misaligned(thread_pool* pool) {
   rng r(5);
   constexpr std::size_t per_line = 64 / sizeof(T);
   for (std::size_t K : {std::size_t{1}, std::size_t{7}, per_line, 2 * per_line, 2 * per_line + 9, 5 * per_line})
-    for (std::size_t M : {1u, 3u})
+    for (std::size_t M : {1u, 3u, 6u})  // gemv rows, and the batched tile
       for (std::size_t off = 0; off < per_line; off += (off < 3 ? 1 : 5)) {
         const std::size_t N = 5;
         CAPTURE(K);
