@@ -10,7 +10,8 @@
 //   decode:  the memory-bandwidth roofline, bandwidth / bytes read per token
 //            (every weight once, plus the KV cache entries attended to);
 //   prefill: the peak of the arithmetic the weights compute with (bf16 dot
-//            products for bf16 weights, f32 FMA otherwise).
+//            products for bf16 weights, int16 dot products (vpdpwssd) for
+//            int8 weights on AVX512-VNNI, f32 FMA otherwise).
 // Bandwidth and peaks are measured here, with the same thread count.
 #include <algorithm>
 #include <chrono>
@@ -75,27 +76,41 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-// Peak FLOP/s of f32 FMA or (AVX512-BF16) bf16 dot products: 24 independent
-// accumulators per thread, as many as the GEMM's register tile.
-template <bool Bf16>
+// The arithmetic a GEMM runs on: f32 FMA, bf16 dot products (AVX512-BF16)
+// or int16 dot products (AVX512-VNNI vpdpwssd, int8 weights).
+enum class arithmetic { f32, bf16, int16 };
+
+// Peak FLOP/s of one arithmetic: 24 independent accumulators per thread, as
+// many as the GEMM's register tile.
+template <arithmetic A>
 float peak_loop(std::size_t iterations, float seed) {
 #if defined(__AVX512F__)
   __m512 acc[24];
   for (auto& a : acc) a = _mm512_set1_ps(seed);
+  [[maybe_unused]] __v16si iacc[24];
+  for (auto& a : iacc) a = (__v16si)_mm512_set1_epi32(static_cast<int>(seed));
   const __m512 x = _mm512_set1_ps(1e-8f);
   [[maybe_unused]] const __m512i xb = _mm512_set1_epi32(0x32ab32ab);
   for (std::size_t i = 0; i < iterations; ++i) {
 #pragma GCC unroll 24
     for (std::size_t j = 0; j < 24; ++j) {
 #if defined(__AVX512BF16__)
-      if constexpr (Bf16) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)xb, (__m512bh)xb);
-      else
+      if constexpr (A == arithmetic::bf16) {
+        acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)xb, (__m512bh)xb);
+        continue;
+      }
 #endif
-        acc[j] = _mm512_fmadd_ps(acc[j], x, x);
+#if defined(__AVX512VNNI__)
+      if constexpr (A == arithmetic::int16) {
+        iacc[j] = (__v16si)_mm512_dpwssd_epi32((__m512i)iacc[j], xb, xb);
+        continue;
+      }
+#endif
+      acc[j] = _mm512_fmadd_ps(acc[j], x, x);
     }
   }
   __m512 s = acc[0];
-  for (std::size_t i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  for (std::size_t i = 1; i < 24; ++i) s = _mm512_add_ps(s, _mm512_add_ps(acc[i], _mm512_cvtepi32_ps((__m512i)iacc[i])));
   return _mm512_reduce_add_ps(s);
 #else
   (void)iterations;
@@ -103,16 +118,15 @@ float peak_loop(std::size_t iterations, float seed) {
 #endif
 }
 
-double measure_peak(griffin::thread_pool& pool, bool bf16) {
+template <arithmetic A>
+double measure_peak(griffin::thread_pool& pool) {
   constexpr std::size_t iterations = 10'000'000;
   double best = 0.0;
   std::vector<float> sink(pool.size());
   for (int rep = 0; rep < 3; ++rep) {
     const auto t0 = clock_type::now();
-    pool.run(pool.size(), [&](std::size_t t) {
-      sink[t] = bf16 ? peak_loop<true>(iterations, static_cast<float>(t)) : peak_loop<false>(iterations, static_cast<float>(t));
-    });
-    const double flops_per_lane_op = bf16 ? 4.0 : 2.0;  // a bf16 lane does two multiply-adds
+    pool.run(pool.size(), [&](std::size_t t) { sink[t] = peak_loop<A>(iterations, static_cast<float>(t)); });
+    const double flops_per_lane_op = A == arithmetic::f32 ? 2.0 : 4.0;  // a dot-product lane does two multiply-adds
     best = std::max(best, static_cast<double>(pool.size() * iterations * 24 * 16) * flops_per_lane_op / seconds_since(t0));
   }
   return best;
@@ -201,16 +215,17 @@ int main(int argc, char** argv) try {
                                4.0 * heads * head_dim * keys_seen * static_cast<double>(attention_layers);
 
   struct machine {
-    double bandwidth, peak_f32, peak_bf16;
+    double bandwidth, peak_f32, peak_bf16, peak_int16;
   };
   const aligned_vector<float> bandwidth_buffer(bandwidth_bytes / sizeof(float), 1.0f);
   std::vector<machine> limits;
   for (std::size_t threads : opt.threads) {
     thread_pool pool(threads);
-    limits.push_back({measure_bandwidth(pool, bandwidth_buffer), measure_peak(pool, false), measure_peak(pool, true)});
-    std::printf("machine, %zu thread%s: read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, bf16 dot peak %.0f GFLOP/s\n",
+    limits.push_back({measure_bandwidth(pool, bandwidth_buffer), measure_peak<arithmetic::f32>(pool),
+                      measure_peak<arithmetic::bf16>(pool), measure_peak<arithmetic::int16>(pool)});
+    std::printf("machine, %zu thread%s: read bandwidth %.1f GB/s, peak GFLOP/s: f32 FMA %.0f, bf16 dot %.0f, int16 dot %.0f\n",
                 threads, threads == 1 ? "" : "s", limits.back().bandwidth / 1e9, limits.back().peak_f32 / 1e9,
-                limits.back().peak_bf16 / 1e9);
+                limits.back().peak_bf16 / 1e9, limits.back().peak_int16 / 1e9);
   }
   std::puts("");
   std::printf("%-6s %-7s %10s %12s %10s %12s %12s %10s %10s\n", "weights", "threads", "weight GB", "prefill t/s",
@@ -257,7 +272,9 @@ int main(int argc, char** argv) try {
                                 (static_cast<double>(bandwidth_bytes) / *std::min_element(pass_s.begin(), pass_s.end()) /
                                  bytes_per_token);
       const double prefill_tps = static_cast<double>(opt.prompt) / prefill_s;
-      const double peak = w == "bf16" ? limits[i].peak_bf16 : limits[i].peak_f32;
+      const double peak = w == "bf16"                                           ? limits[i].peak_bf16
+                          : w == "int8" && kernels::detail::int16_pairs<std::int8_t, default_arch> ? limits[i].peak_int16
+                                                                                                    : limits[i].peak_f32;
       std::printf("%-7s %-7zu %10.2f %12.1f %9.0f%% %12.2f %12.2f %9.0f%% %9.0f%%\n", w.c_str(), opt.threads[i],
                   static_cast<double>(m.weight_bytes()) / 1e9, prefill_tps, 100.0 * prefill_flops / prefill_s / peak,
                   decode_tps, roofline, 100.0 * decode_tps / roofline, 100.0 * best_ratio);

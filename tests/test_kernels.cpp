@@ -189,6 +189,32 @@ TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile ed
 }
 TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
 
+// Integer sums at their largest: weights -128 and activations on the ends
+// of their grids (+-32767) over K past the gemv's 8192-element and the
+// gemm's 512-element integer blocks, on the gemv rows, the batched tile and
+// the packed gemm. A wrapped int32 sum would flip a sign or lose 2^32.
+TEST_CASE_TEMPLATE_DEFINE("int8 matmul sums the largest products over long rows without overflow", Arch, int8_extreme_id) {
+  griffin_test::require_runnable<Arch>();
+  const std::size_t K = 2 * 8192 + 37, N = 5;
+  std::vector<std::int8_t> w(N * K, std::int8_t{-128});
+  for (std::size_t k = 0; k < K; k += 3) w[2 * K + k] = 127;  // one row of mixed signs
+  const std::vector<float> scale(N, 1e-3f);
+  thread_pool two(2);
+  for (std::size_t M : {1u, 6u, 40u}) {
+    CAPTURE(M);
+    std::vector<float> x(M * K);
+    for (std::size_t m = 0; m < M; ++m)
+      for (std::size_t k = 0; k < K; ++k) x[m * K + k] = (m % 2 ? -1.0f : 1.0f) * (k % 5 == 4 && m % 3 == 2 ? -1.0f : 1.0f);
+    std::vector<float> y(M * N), ref(M * N);
+    const kernels::matrix_view<const float> xv{x.data(), M, K, K};
+    kernels::matmul<Arch>(xv, kernels::out_in(w.data(), N, K, scale.data()), nullptr, {y.data(), M, N, N}, false, &two);
+    kernels::matmul_scalar(xv, kernels::out_in(w.data(), N, K, scale.data()), nullptr, {ref.data(), M, N, N}, false);
+    for (std::size_t i = 0; i < M * N; ++i) CHECK(y[i] == doctest::Approx(ref[i]).epsilon(1e-5));
+    CHECK(y[0] == doctest::Approx(-0.128 * static_cast<double>(K)).epsilon(1e-5));
+  }
+}
+TEST_CASE_TEMPLATE_APPLY(int8_extreme_id, griffin_test::test_archs);
+
 TEST_CASE("to_int16_grid (the int8 GEMV's activation rows) equals the scalar grid rule bit for bit") {
   rng r(21);
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();

@@ -13,12 +13,15 @@
 //     with AVX512-BF16 this is one vdpbf16ps per 32 weights.
 //   int8 weights: each activation row rounded to a 16-bit grid (its absolute
 //     maximum / 32767 apart: a relative error of 2^-16 of the row's largest
-//     value), products summed, times the channel's scale. With AVX512-VNNI the
-//     decode path sums the integer products exactly (vpdpwssd).
+//     value), products summed, times the channel's scale. With AVX512-VNNI
+//     every path sums the integer products exactly (vpdpwssd) and moves the
+//     sums to float once per 8192 (gemv) or 512 (gemm) elements of K.
 //
 // Two paths, chosen by the number of activation rows M:
 //   gemv (M < gemm_min_rows: decode steps, small batches): each output is a
 //     dot product along a weight row streamed once from memory; memory-bound.
+//     Up to gemv_row_max_rows rows each weight row is read alone; a larger
+//     batch runs tiles of 4 rows x 4 weight rows (bf16, int8).
 //   gemm (prefill, large batches): activations are packed once into
 //     k-major panels; a register tile of 8 weight rows x 48 tokens runs over
 //     cache blocks of K (KC), tokens (MC) and weight rows (NC), with weights
@@ -458,9 +461,9 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
   const std::int8_t* wr = w.data + n * w.stride;
   for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
     const std::size_t c1 = std::min(K, c0 + chunk);
-    __m512i acc[MR][U];
+    __v16si acc[MR][U];  // not __m512i: see gemm_micro
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) acc[i][u] = _mm512_setzero_si512();
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) acc[i][u] = (__v16si)_mm512_setzero_si512();
     std::size_t k = c0;
     for (; k + 32 * U <= c1; k += 32 * U)
       GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
@@ -469,16 +472,16 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
         }
         const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k + 32 * u)));
         GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-          acc[i][u] = _mm512_dpwssd_epi32(acc[i][u], _mm512_load_si512(xq + (m0 + i) * ldxq + k + 32 * u), wv);
+          acc[i][u] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][u], _mm512_load_si512(xq + (m0 + i) * ldxq + k + 32 * u), wv);
       }
     for (; k < c1; k += 32) {
       const __mmask32 mask = c1 - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << (c1 - k)) - 1);
       const __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wr + k));
       GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-        acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], _mm512_load_si512(xq + (m0 + i) * ldxq + k), wv);
+        acc[i][0] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][0], _mm512_load_si512(xq + (m0 + i) * ldxq + k), wv);
     }
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) total[i] = _mm512_add_ps(total[i], _mm512_cvtepi32_ps(acc[i][u]));
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) total[i] = _mm512_add_ps(total[i], _mm512_cvtepi32_ps((__m512i)acc[i][u]));
   }
   GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
     store_output(_mm512_reduce_add_ps(total[i]) * xs[m0 + i], w.scale, bias, n, y.row(m0 + i)[n], accumulate);
@@ -501,22 +504,22 @@ inline void gemv_tile_vnni(const std::int16_t* xq, std::size_t ldxq, const float
   const std::int16_t* xr = xq + m0 * ldxq;  // row m0 + i: xr[i * ldxq + k]
   for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
     const std::size_t c1 = std::min(K, c0 + chunk);
-    __m512i acc[MR][NR];
+    __v16si acc[MR][NR];  // not __m512i: see gemm_micro
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-      GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_si512();
+      GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) acc[i][r] = (__v16si)_mm512_setzero_si512();
     const auto step = [&](std::size_t k, __mmask32 mask) {
       __m512i wv[NR];
       GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) wv[r] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wr[r] + k));
       GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
         const __m512i xv = _mm512_load_si512(xr + i * ldxq + k);
-        GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) acc[i][r] = _mm512_dpwssd_epi32(acc[i][r], xv, wv[r]);
+        GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) acc[i][r] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][r], xv, wv[r]);
       }
     };
     std::size_t k = c0;
     for (; k + 32 <= c1; k += 32) step(k, ~__mmask32{0});
     if (k < c1) step(k, static_cast<__mmask32>((std::uint64_t{1} << (c1 - k)) - 1));
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-      GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) total[i][r] = _mm512_add_ps(total[i][r], _mm512_cvtepi32_ps(acc[i][r]));
+      GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) total[i][r] = _mm512_add_ps(total[i][r], _mm512_cvtepi32_ps((__m512i)acc[i][r]));
   }
   GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
     GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r)
@@ -648,28 +651,41 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
 
 // ---- gemm: packed activations, weights broadcast from their rows -------------
 
+// True when int8 weights run the packed gemm on integers: activations on
+// their rows' 16-bit grids (as the gemv takes them), weights widened to
+// int16, pairs multiplied and summed exactly by vpdpwssd.
+template <class T, class Arch>
+inline constexpr bool int16_pairs =
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>;
+#else
+    false;
+#endif
+
 // Cache blocking (elements of K, tokens, weight rows) and the register tile.
 // K block: even, so bf16 pairs never straddle blocks. bf16 rows are broadcast
 // in place from the weights, so a longer block reads each weight row in longer
 // runs (1024: 2 KiB) and streams better from memory; at 16 to 64 tokens, where
 // the weight stream limits, that is 1.3-1.5x against 256 (measured on Zen 5,
 // docs/09-performance.md). Converted panels (int8, float16, f32 rows) keep
-// 256, where their panel stays in L1.
-template <class T>
-inline constexpr std::size_t gemm_kc = bf16_activations<T> ? 1024 : 256;
+// 256, where their panel stays in L1. int8 with VNNI: 512, so that no int32
+// sum of one block (256 pairs) can overflow (see gemm_micro).
+template <class T, class Arch = default_arch>
+inline constexpr std::size_t gemm_kc = bf16_activations<T> ? 1024 : int16_pairs<T, Arch> ? 512 : 256;
 inline constexpr std::size_t gemm_mc = 384;
 inline constexpr std::size_t gemm_nc = 256;
 inline constexpr std::size_t gemm_nr = 8;  // weight rows per register tile
 inline constexpr std::size_t gemm_mv = 3;  // token batches per register tile
 static_assert(gemm_mc % (gemm_mv * 16) == 0);
 
-// What the packed kernel multiplies: floats, or pairs of bf16 in 32-bit words.
-template <class T>
-using packed_element = std::conditional_t<bf16_activations<T>, std::uint32_t, float>;
+// What the packed kernel multiplies: floats, or pairs of bf16 (vdpbf16ps) or
+// of int16 (vpdpwssd: int8 weights) in 32-bit words, the even k in the low half.
+template <class T, class Arch = default_arch>
+using packed_element = std::conditional_t<bf16_activations<T> || int16_pairs<T, Arch>, std::uint32_t, float>;
 
 // k steps per packed element.
-template <class T>
-inline constexpr std::size_t k_per_element = bf16_activations<T> ? 2 : 1;
+template <class T, class Arch = default_arch>
+inline constexpr std::size_t k_per_element = bf16_activations<T> || int16_pairs<T, Arch> ? 2 : 1;
 
 // Tokens per packed block of activations: one register tile's worth.
 inline constexpr std::size_t gemm_block_tokens = gemm_mv * 16;
@@ -677,15 +693,15 @@ inline constexpr std::size_t gemm_block_tokens = gemm_mv * 16;
 // Packs x [M, K] in blocks of gemm_block_tokens tokens, each block
 // [Kp][gemm_block_tokens] (k' = k / k_per_element, Kp of them), zero past M
 // and past K: the register tile reads a block front to back.
-template <class T>
-inline void pack_activations(matrix_view<const float> x, packed_element<T>* a, std::size_t Mpad, std::size_t Kp,
+template <class T, class Arch>
+inline void pack_activations(matrix_view<const float> x, packed_element<T, Arch>* a, std::size_t Mpad, std::size_t Kp,
                              std::size_t kp0, std::size_t kp1) {
-  constexpr std::size_t P = k_per_element<T>, MB = gemm_block_tokens;
+  constexpr std::size_t P = k_per_element<T, Arch>, MB = gemm_block_tokens;
   const std::size_t K = x.cols;
   struct row_tag;
   std::uint16_t* row = P == 2 ? thread_buffer<row_tag, std::uint16_t>(2 * (kp1 - kp0)) : nullptr;
   for (std::size_t m = 0; m < Mpad; ++m) {
-    packed_element<T>* out = a + (m / MB) * Kp * MB + m % MB;
+    packed_element<T, Arch>* out = a + (m / MB) * Kp * MB + m % MB;
     if (m >= x.rows) {
       for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = 0;
     } else if constexpr (P == 2) {  // the row's pairs as bf16, then one word per pair
@@ -699,13 +715,44 @@ inline void pack_activations(matrix_view<const float> x, packed_element<T>* a, s
   }
 }
 
+// The same for activations already on their int16 grids, xq [M, ldxq] with
+// ldxq even and zeros past K: one word per pair.
+inline void pack_int16_pairs(const std::int16_t* xq, std::size_t ldxq, std::size_t M, std::uint32_t* a, std::size_t Mpad,
+                             std::size_t Kp, std::size_t kp0, std::size_t kp1) {
+  constexpr std::size_t MB = gemm_block_tokens;
+  for (std::size_t m = 0; m < Mpad; ++m) {
+    std::uint32_t* out = a + (m / MB) * Kp * MB + m % MB;
+    for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = m < M ? load_u32(xq + m * ldxq + 2 * kp) : 0;
+  }
+}
+
 // Weight rows [n0, n0 + rows) x k in [k0, k0 + kc) as a panel of
 // gemm_nr rows of packed elements (zero past the matrix).
 template <class Arch, class T>
 inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, std::size_t k0, std::size_t kc,
-                          packed_element<T>* panel, std::size_t ldp) {
-  constexpr std::size_t P = k_per_element<T>;
+                          packed_element<T, Arch>* panel, std::size_t ldp) {
+  constexpr std::size_t P = k_per_element<T, Arch>;
   const std::size_t K = w.in;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if constexpr (int16_pairs<T, Arch>) {
+    if (w.layout == weight_layout::out_in) {  // each row widened to int16, 32 at a time: the words are its pairs
+      for (std::size_t i = 0; i < gemm_nr; ++i) {
+        auto* out = reinterpret_cast<std::int16_t*>(panel + i * ldp);
+        if (i >= rows) {
+          std::fill(out, out + 2 * ldp, std::int16_t{0});
+          continue;
+        }
+        const std::int8_t* src = w.data + (n0 + i) * w.stride + k0;
+        for (std::size_t k = 0; k < kc; k += 32) {
+          const auto mask = static_cast<__mmask32>(kc - k >= 32 ? ~0u : (1u << (kc - k)) - 1);
+          _mm512_mask_storeu_epi16(out + k, mask, _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src + k)));
+        }
+        std::fill(out + kc, out + 2 * ldp, std::int16_t{0});
+      }
+      return;
+    }
+  }
+#endif
   if constexpr (P == 1) {
     if (w.layout == weight_layout::out_in) {  // the common case (int8, float16 rows): converted a batch at a time
       for (std::size_t i = 0; i < gemm_nr; ++i) {
@@ -727,7 +774,10 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
     for (std::size_t kp = 0; kp < ldp; ++kp) {
       const std::size_t k = k0 + kp * P;
       auto value = [&](std::size_t kk) { return i < rows && kk < k0 + kc && kk < K ? w.at(n0 + i, kk) : 0.0f; };
-      if constexpr (P == 2)
+      if constexpr (int16_pairs<T, Arch>)
+        panel[i * ldp + kp] = static_cast<std::uint16_t>(static_cast<std::int16_t>(value(k))) |
+                              static_cast<std::uint32_t>(static_cast<std::uint16_t>(static_cast<std::int16_t>(value(k + 1)))) << 16;
+      else if constexpr (P == 2)
         panel[i * ldp + kp] = bf16_pair(value(k), value(k + 1));
       else
         panel[i * ldp + kp] = value(k);
@@ -735,10 +785,36 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
 }
 
 // The register tile: c[NR][MV * L] (+)= panel[NR, kpn] * a[kpn][MV * L].
-template <class Arch, std::size_t MV, class E>
+// int16 pairs sum in int32, exact: kpn <= 256 words of at most two products
+// of 128 * 32767 each stay below 2^31; the block's sum is then added to c.
+template <class Arch, class T, std::size_t MV, class E>
 inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t lda, std::size_t kpn, float* c,
                        bool load_c) {
   constexpr std::size_t NR = gemm_nr;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if constexpr (int16_pairs<T, Arch>) {
+    assert(kpn <= 256);
+    // __v16si, the type the instruction's builtin takes: with __m512i
+    // accumulators GCC 12 kept them on the stack (a third of the speed).
+    __v16si acc[NR][MV];
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = (__v16si)_mm512_setzero_si512();
+    for (std::size_t kp = 0; kp < kpn; ++kp) {
+      __m512i av[MV];
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) av[j] = _mm512_load_si512(a + kp * lda + j * 16);
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
+        const __m512i wb = _mm512_set1_epi32(static_cast<int>(load_u32(panel + i * ldp + kp)));
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][j], av[j], wb);
+      }
+    }
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) {
+        const __m512 sum = _mm512_cvtepi32_ps((__m512i)acc[i][j]);
+        _mm512_store_ps(c + (i * MV + j) * 16, load_c ? _mm512_add_ps(_mm512_load_ps(c + (i * MV + j) * 16), sum) : sum);
+      }
+    return;
+  }
+#endif
 #if defined(__AVX512BF16__)
   if constexpr (std::is_same_v<E, std::uint32_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     __m512 acc[NR][MV];
@@ -790,11 +866,13 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
 }
 
 // Output channels [n0, n1) of the packed gemm, a[k'][Mpad] packed activations.
+// row_scale [M]: each token's activation grid step (int16 pairs), else null.
 template <class Arch, class T>
-inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t Mpad, std::size_t Kp, weights_view<T> w,
-                          const float* bias, matrix_view<float> y, std::size_t n0, std::size_t n1, bool accumulate) {
-  using E = packed_element<T>;
-  constexpr std::size_t L = lanes<Arch>, NR = gemm_nr, P = k_per_element<T>;
+inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_scale, std::size_t M, std::size_t Mpad, std::size_t Kp,
+                          weights_view<T> w, const float* bias, matrix_view<float> y, std::size_t n0, std::size_t n1,
+                          bool accumulate) {
+  using E = packed_element<T, Arch>;
+  constexpr std::size_t L = lanes<Arch>, NR = gemm_nr, P = k_per_element<T, Arch>;
   const std::size_t K = w.in;
   // Weight rows are broadcast in place when they already hold packed elements.
   const bool in_place_type = std::is_same_v<T, E> || (std::is_same_v<T, bfloat16> && K % 2 == 0 && w.stride % 2 == 0);
@@ -802,7 +880,7 @@ inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t
 
   struct panel_tag;
   struct c_tag;
-  constexpr std::size_t KC = gemm_kc<T>, ldp_max = KC / P;
+  constexpr std::size_t KC = gemm_kc<T, Arch>, ldp_max = KC / P;
   E* panel_buffer = thread_buffer<panel_tag, E>(NR * ldp_max);
   float* cbuf = thread_buffer<c_tag, float>(gemm_nc * std::min(gemm_mc, Mpad));
   alignas(64) float tile[NR * gemm_mv * 16];
@@ -836,15 +914,17 @@ inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t
             const std::size_t m_first = mc0 + mb;
             const E* at = a + (m_first / MB) * Kp * MB + (k0 / P) * MB + m_first % MB;
             switch (mv) {
-              case 3: gemm_micro<Arch, 3>(panel, ldp, at, MB, kpn, c, !first); break;
-              case 2: gemm_micro<Arch, 2>(panel, ldp, at, MB, kpn, c, !first); break;
-              default: gemm_micro<Arch, 1>(panel, ldp, at, MB, kpn, c, !first); break;
+              case 3: gemm_micro<Arch, T, 3>(panel, ldp, at, MB, kpn, c, !first); break;
+              case 2: gemm_micro<Arch, T, 2>(panel, ldp, at, MB, kpn, c, !first); break;
+              default: gemm_micro<Arch, T, 1>(panel, ldp, at, MB, kpn, c, !first); break;
             }
             if (last) {
               const std::size_t tokens = std::min(mv * L, M > m_first ? M - m_first : 0);
               for (std::size_t t = 0; t < tokens; ++t) {
                 float* out = y.row(m_first + t) + n;
-                for (std::size_t i = 0; i < rows; ++i) store_output(tile[i * mv * L + t], w.scale, bias, n + i, out[i], accumulate);
+                const float rs = row_scale ? row_scale[m_first + t] : 1.0f;
+                for (std::size_t i = 0; i < rows; ++i)
+                  store_output(row_scale ? tile[i * mv * L + t] * rs : tile[i * mv * L + t], w.scale, bias, n + i, out[i], accumulate);
               }
             }
           }
@@ -856,8 +936,12 @@ inline void gemm_channels(const packed_element<T>* a, std::size_t M, std::size_t
 
 }  // namespace detail
 
-/// Activation rows from which matmul packs them for the compute-bound path.
-inline constexpr std::size_t gemm_min_rows = 16;
+/// Activation rows from which matmul packs them for the compute-bound path
+/// (below it, the gemv). Where the two meet on Zen 5 (7680 x 2560, 2 threads):
+/// bf16 at 16; int8 on VNNI at 32, its packed gemm converting weight panels
+/// to int16 that the gemv tile widens in registers.
+template <class T, class Arch = default_arch>
+inline constexpr std::size_t gemm_min_rows = detail::int16_pairs<T, Arch> ? 32 : 16;
 
 /// SIMD kernel with the contract of `matmul_scalar`, its output channels
 /// split over `pool` (or run on the calling thread when null). Rows of x and
@@ -882,21 +966,38 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     parallel_run(threads > 1 ? pool : nullptr, tasks, [&](std::size_t t) { body(t * chunk, std::min(N, (t + 1) * chunk)); });
   };
 
-  if (M >= gemm_min_rows) {
-    using E = detail::packed_element<T>;
-    constexpr std::size_t P = detail::k_per_element<T>;
+  if (M >= gemm_min_rows<T, Arch>) {
+    using E = detail::packed_element<T, Arch>;
+    constexpr std::size_t P = detail::k_per_element<T, Arch>;
     struct a_tag;
     constexpr std::size_t MB = detail::gemm_block_tokens;
     const std::size_t Mpad = (M + L - 1) / L * L, Kp = (K + P - 1) / P;
     E* a = detail::thread_buffer<a_tag, E>((Mpad + MB - 1) / MB * MB * Kp);
-    const matrix_view<const float> xg = std::is_same_v<T, std::int8_t> ? detail::activations_for<T>(x) : x;
     const std::size_t pack_tasks = std::min<std::size_t>(threads, (Kp + 15) / 16);
     const std::size_t pack_chunk = (Kp + pack_tasks * 16 - 1) / (pack_tasks * 16) * 16;
-    parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
-      detail::pack_activations<T>(xg, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
-    });
+    float* row_scale = nullptr;
+    if constexpr (detail::int16_pairs<T, Arch>) {
+      // Rows on their 16-bit grids [M, 2 Kp] (as the gemv takes them), then packed.
+      struct xq_tag;
+      struct xs_tag;
+      std::int16_t* xq = detail::thread_buffer<xq_tag, std::int16_t>(M * 2 * Kp);
+      row_scale = detail::thread_buffer<xs_tag, float>(M);
+      const std::size_t row_chunk = (M + threads - 1) / threads;
+      parallel_run(threads > 1 ? pool : nullptr, (M + row_chunk - 1) / row_chunk, [&](std::size_t t) {
+        for (std::size_t m = t * row_chunk; m < std::min(M, (t + 1) * row_chunk); ++m)
+          row_scale[m] = to_int16_grid(x.row(m), xq + m * 2 * Kp, K, 2 * Kp);
+      });
+      parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
+        detail::pack_int16_pairs(xq, 2 * Kp, M, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
+      });
+    } else {
+      const matrix_view<const float> xg = std::is_same_v<T, std::int8_t> ? detail::activations_for<T>(x) : x;
+      parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
+        detail::pack_activations<T, Arch>(xg, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
+      });
+    }
     split(detail::gemm_nr, [&](std::size_t n0, std::size_t n1) {
-      detail::gemm_channels<Arch, T>(a, M, Mpad, Kp, w, bias, y, n0, n1, accumulate);
+      detail::gemm_channels<Arch, T>(a, row_scale, M, Mpad, Kp, w, bias, y, n0, n1, accumulate);
     });
     return;
   }
