@@ -8,12 +8,15 @@
 //                   [--models mqa,hawk,griffin]
 //
 // Figure 4: latency per generated token (batch 1) after prefills of each
-// length: the prompt is prefilled, the state saved (a session), --decode
-// tokens decoded and timed (the median step), the state restored, and the prefill continued to
-// the next length. Figure 5: decode tokens/s by batch size with every row at
-// --context tokens of context (one row prefilled, its session restored into
-// every row), for the batches whose weights plus decode state fit in
-// --budget-gib; the largest is the model's maximum throughput in that budget.
+// length: the prompt is prefilled in 512-token chunks and the state saved (a
+// session) at each length; then, in 4 rounds that visit every length in
+// turn, a session is loaded and decoded; the point is the median of its
+// --decode timed steps. Figure 5: decode tokens/s by batch size with every
+// row at --context tokens of context (one row prefilled, its session restored
+// into every row), for the batches whose weights plus decode state fit in
+// --budget-gib, again in 4 rounds over the batches (median step); the largest
+// is the model's maximum throughput in that budget. Rounds keep a shared
+// machine's minute-to-minute drift from bending one curve.
 // Writes DIR/figure4.svg, DIR/figure5.svg and DIR/figures.md (tables).
 #include <algorithm>
 #include <cmath>
@@ -130,22 +133,29 @@ griffin::tensor<std::int32_t> tokens_for(std::size_t first, std::size_t count, s
   return t;
 }
 
-// Median seconds of `steps` decode steps of every row of `st` (the median:
-// a shared machine's hiccups do not move it).
-double time_decode(const griffin::model<>& m, griffin::model<>::state& st, std::size_t steps) {
+// Appends to `times` the seconds of `steps` decode steps of every row of
+// `st`, after one untimed step (buffers, caches).
+void time_decode(const griffin::model<>& m, griffin::model<>::state& st, std::size_t steps, std::vector<double>& times) {
   std::vector<std::int32_t> tokens(st.batch(), 1);
   griffin::tensor<float> logits;
-  m.decode(st, tokens, logits);  // warm up buffers for this batch
-  std::vector<double> times;
+  m.decode(st, tokens, logits);
   for (std::size_t i = 0; i < steps; ++i) {
     const auto t0 = clock_type::now();
     m.decode(st, tokens, logits);
     times.push_back(seconds_since(t0));
     tokens[0] = static_cast<std::int32_t>(i % 97 + 2);
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Rounds in which every point of a figure is visited once: a shared
+// machine's speed drifts over minutes, and measuring the points of one curve
+// in turn, not one after another, lets the drift reach them all alike.
+constexpr std::size_t rounds = 4;
 
 struct series {
   std::string name;
@@ -268,23 +278,33 @@ int main(int argc, char** argv) try {
       lengths.push_back(opt.context);
       std::sort(lengths.begin(), lengths.end());
     }
+    std::vector<std::vector<std::byte>> sessions;  // at each of opt.lengths
     for (std::size_t length : lengths) {
       t0 = clock_type::now();
       for (std::size_t chunk = 512; position < length; position += std::min(chunk, length - position))
         (void)m.prefill(st, tokens_for(position, std::min(chunk, length - position), cfg.vocab_size));
       const double prefill_s = seconds_since(t0);
-      const auto saved = st.save();
+      auto saved = st.save();
       if (length == opt.context) at_context = saved;
       if (std::find(opt.lengths.begin(), opt.lengths.end(), length) == opt.lengths.end()) continue;
-      const double latency = time_decode(m, st, opt.decode);
-      st.restore(saved);
-      s4.points.emplace_back(static_cast<double>(length), 1e3 * latency);
+      std::printf("  prefill %5zu (+%.1f s), session %.1f MiB\n", length, prefill_s, static_cast<double>(saved.size()) / 1048576.0);
+      std::fflush(stdout);
+      sessions.push_back(std::move(saved));
+    }
+    std::vector<std::vector<double>> step_s(sessions.size());
+    for (std::size_t r = 0; r < rounds; ++r)
+      for (std::size_t i = 0; i < sessions.size(); ++i) {
+        auto at = m.load_state(sessions[i]);
+        time_decode(m, at, (opt.decode + rounds - 1) / rounds, step_s[i]);
+      }
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+      const double latency = median(step_s[i]);
+      s4.points.emplace_back(static_cast<double>(opt.lengths[i]), 1e3 * latency);
       char cell[64];
       std::snprintf(cell, sizeof cell, " %.1f |", 1e3 * latency);
       cells4[name].push_back(cell);
-      std::printf("  prefill %5zu (+%.1f s): %.1f ms/token, session %.1f MiB\n", length, prefill_s, 1e3 * latency,
-                  static_cast<double>(saved.size()) / 1048576.0);
-      std::fflush(stdout);
+      std::printf("  after %5zu: %.1f ms/token (median of %zu steps in %zu rounds)\n", opt.lengths[i], 1e3 * latency,
+                  step_s[i].size(), rounds);
     }
     fig4.push_back(s4);
 
@@ -292,18 +312,27 @@ int main(int argc, char** argv) try {
     series s5{name, colour, {}};
     double best = 0;
     std::size_t best_batch = 0;
-    for (std::size_t batch : opt.batches) {
+    const auto row = m.load_state(at_context).save(0);
+    auto fits = [&](std::size_t batch) {
+      return static_cast<double>(m.weight_bytes()) + static_cast<double>(batch) * static_cast<double>(at_context.size()) <= budget;
+    };
+    std::vector<std::vector<double>> batch_s(opt.batches.size());
+    for (std::size_t r = 0; r < rounds; ++r)
+      for (std::size_t i = 0; i < opt.batches.size(); ++i) {
+        if (!fits(opt.batches[i])) continue;
+        auto many = m.make_state(opt.batches[i]);
+        for (std::size_t b = 0; b < opt.batches[i]; ++b) many.restore(b, row);
+        time_decode(m, many, opt.batches[i] >= 32 ? 1 : 2, batch_s[i]);
+      }
+    for (std::size_t i = 0; i < opt.batches.size(); ++i) {
+      const std::size_t batch = opt.batches[i];
       const double state_bytes = static_cast<double>(batch) * static_cast<double>(at_context.size());
-      if (static_cast<double>(m.weight_bytes()) + state_bytes > budget) {
+      if (!fits(batch)) {
         cells5[name].push_back(" over budget |");
         s5.points.emplace_back(static_cast<double>(batch), -1.0);
         continue;
       }
-      const auto one = m.load_state(at_context);
-      auto many = m.make_state(batch);
-      const auto row = one.save(0);
-      for (std::size_t b = 0; b < batch; ++b) many.restore(b, row);
-      const double step = time_decode(m, many, batch >= 32 ? 3 : 5);
+      const double step = median(batch_s[i]);
       const double tps = static_cast<double>(batch) / step;
       if (tps > best) {
         best = tps;
