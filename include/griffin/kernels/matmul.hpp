@@ -538,6 +538,20 @@ inline void for_blocks(std::size_t first, std::size_t last, F&& f) {
   }(std::make_index_sequence<MR - 1>{});
 }
 
+// The batched gemv's walk over output channels [n0, n1) and `rows`
+// activation rows: groups of gemv_tile_group weight rows, each run against
+// every block of 4 activation rows (so the group is read from memory once and
+// from L2 after), tile(MR, NR, m, n) with MR, NR <= 4 as integral constants.
+template <class Tile>
+inline void for_gemv_tiles(std::size_t rows, std::size_t n0, std::size_t n1, Tile&& tile) {
+  for (std::size_t g0 = n0; g0 < n1; g0 += gemv_tile_group) {
+    const std::size_t g1 = std::min(n1, g0 + gemv_tile_group);
+    for_blocks<4>(0, rows, [&](auto mr, std::size_t m) {
+      for_blocks<4>(g0, g1, [&](auto nr, std::size_t n) { tile(mr, nr, m, n); });
+    });
+  }
+}
+
 // Output channels [n0, n1) of an out x in gemv, each weight row read once
 // against all activation rows: float rows four side by side (measured
 // fastest for 4-byte weights), narrower types one after another, so the
@@ -557,14 +571,9 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
 #if defined(__AVX512BF16__)
   if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     if (x.rows > gemv_row_max_rows) {
-      for (std::size_t g0 = n0; g0 < n1; g0 += gemv_tile_group) {
-        const std::size_t g1 = std::min(n1, g0 + gemv_tile_group);
-        for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
-          for_blocks<4>(g0, g1, [&](auto nr, std::size_t n) {
-            gemv_tile_dpbf16<decltype(mr)::value, decltype(nr)::value>(static_cast<const std::uint16_t*>(xb), ldxb, xoff, w, bias, y, m, n, accumulate);
-          });
-        });
-      }
+      for_gemv_tiles(x.rows, n0, n1, [&](auto mr, auto nr, std::size_t m, std::size_t n) {
+        gemv_tile_dpbf16<decltype(mr)::value, decltype(nr)::value>(static_cast<const std::uint16_t*>(xb), ldxb, xoff, w, bias, y, m, n, accumulate);
+      });
       return;
     }
   }
@@ -572,14 +581,9 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     if (x.rows > gemv_row_max_rows) {
-      for (std::size_t g0 = n0; g0 < n1; g0 += gemv_tile_group) {
-        const std::size_t g1 = std::min(n1, g0 + gemv_tile_group);
-        for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
-          for_blocks<4>(g0, g1, [&](auto nr, std::size_t n) {
-            gemv_tile_vnni<decltype(mr)::value, decltype(nr)::value>(static_cast<const std::int16_t*>(xb), ldxb, xs, w, bias, y, m, n, accumulate);
-          });
-        });
-      }
+      for_gemv_tiles(x.rows, n0, n1, [&](auto mr, auto nr, std::size_t m, std::size_t n) {
+        gemv_tile_vnni<decltype(mr)::value, decltype(nr)::value>(static_cast<const std::int16_t*>(xb), ldxb, xs, w, bias, y, m, n, accumulate);
+      });
       return;
     }
   }
