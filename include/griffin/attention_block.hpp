@@ -228,18 +228,16 @@ struct attention_common {
     const std::size_t chunks = (T + query_chunk - 1) / query_chunk;
     const std::size_t head_groups = io.batch * chunks >= 2 * threads ? 1 : std::min(H, 2 * threads);
     const std::size_t heads_per = (H + head_groups - 1) / head_groups;
-    std::vector<kernels::kv_history> pasts(io.batch);
+    // history(b) is a view, read-only until the appends below.
     std::size_t most_keys = 0;
-    for (std::size_t b = 0; b < io.batch; ++b) {
-      pasts[b] = history(b);
-      most_keys = std::max(most_keys, pasts[b].count + T);
-    }
+    for (std::size_t b = 0; b < io.batch; ++b) most_keys = std::max(most_keys, history(b).count + T);
     parallel_run(threads > 1 && most_keys * T * H * hd >= (std::size_t{1} << 13) ? io.pool : nullptr,
                  io.batch * chunks * head_groups, [&](std::size_t task) {
       const std::size_t b = task / (chunks * head_groups), c = task / head_groups % chunks, g = task % head_groups;
+      const kernels::kv_history past = history(b);
       struct scores_tag;
-      float* scores = kernels::detail::thread_buffer<scores_tag, float>(H * (pasts[b].count + T));  // [H, n]
-      kernels::attention<default_arch>({q + b * T * D, k + b * T * hd, v + b * T * hd, io.positions(b), pasts[b],
+      float* scores = kernels::detail::thread_buffer<scores_tag, float>(H * (past.count + T));  // [H, n]
+      kernels::attention<default_arch>({q + b * T * D, k + b * T * hd, v + b * T * hd, io.positions(b), past,
                                         encoded + b * T * D, scores, T, H, hd, w.window},
                                        {c * query_chunk, (c + 1) * query_chunk, g * heads_per, (g + 1) * heads_per});
     });

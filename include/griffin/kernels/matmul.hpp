@@ -271,6 +271,30 @@ inline matrix_view<const float> activations_for(matrix_view<const float> x) {
   }
 }
 
+// Row stride of activations on their int16 grids: whole 32-element steps
+// (the int8 kernels read them 64 bytes at a time, aligned), zeros past K.
+inline constexpr std::size_t int16_grid_stride(std::size_t K) noexcept { return (K + 31) / 32 * 32; }
+
+// x's rows on their 16-bit grids, xq [M, ldxq], and the grid steps xs [M],
+// in per-thread buffers of the calling thread; rows split over `pool` when
+// one is given.
+struct int16_grid_rows {
+  std::int16_t* xq;
+  float* xs;
+};
+inline int16_grid_rows to_int16_grid_rows(matrix_view<const float> x, std::size_t ldxq, thread_pool* pool) {
+  struct xq_tag;
+  struct xs_tag;
+  const std::size_t M = x.rows;
+  std::int16_t* xq = thread_buffer<xq_tag, std::int16_t>(M * ldxq);
+  float* xs = thread_buffer<xs_tag, float>(M);
+  const std::size_t tasks = pool ? std::max<std::size_t>(1, std::min(pool->size(), M)) : 1, chunk = (M + tasks - 1) / tasks;
+  parallel_run(pool, tasks, [&](std::size_t t) {
+    for (std::size_t m = t * chunk; m < std::min(M, (t + 1) * chunk); ++m) xs[m] = to_int16_grid(x.row(m), xq + m * ldxq, x.cols, ldxq);
+  });
+  return {xq, xs};
+}
+
 // ---- gemv: dot products along out x in rows ---------------------------------
 
 // Up to this many activation rows a bf16 or int8 gemv streams each weight row
@@ -323,6 +347,13 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
 #endif
 inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 
+#if defined(__AVX512BW__)
+// The lanes of a 32 x 16-bit (or 8-bit) step below r: all 32 from r = 32 on.
+inline __mmask32 mask_below(std::size_t r) noexcept {
+  return r >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << r) - 1);
+}
+#endif
+
 #if defined(__AVX512BF16__)
 // The same for bf16 weights with vdpbf16ps. xb holds the activation rows as
 // bf16 [MR, ldxb]: row m's element k at xb[m * ldxb + xoff + k], zeros around.
@@ -350,12 +381,9 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
       acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_maskz_loadu_epi16(mask, xbase + (m0 + i) * ldxb + j), (__m512bh)wv);
   };
-  const auto below = [](std::size_t r) {
-    return r >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << r) - 1);
-  };
   std::size_t j = 0;
   if (lead) {
-    step(0, 0, below(len) & ~below(lead));
+    step(0, 0, mask_below(len) & ~mask_below(lead));
     j = 32;
   }
   for (; j + 32 * U <= len; j += 32 * U)
@@ -365,7 +393,7 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
       GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
         acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_loadu_si512(xbase + (m0 + i) * ldxb + j + 32 * u), (__m512bh)wv);
     }
-  for (; j < len; j += 32) step(j, 1, below(len - j));
+  for (; j < len; j += 32) step(j, 1, mask_below(len - j));
   GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
     const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
     store_output(_mm512_reduce_add_ps(sum), nullptr, bias, n, y.row(m0 + i)[n], accumulate);
@@ -401,16 +429,13 @@ inline void gemv_tile_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::siz
       GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) acc[i][r] = _mm512_dpbf16_ps(acc[i][r], (__m512bh)xv, (__m512bh)wv[r]);
     }
   };
-  const auto below = [](std::size_t r) {
-    return r >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << r) - 1);
-  };
   std::size_t j = 0;
   if (lead) {
-    step(0, below(len) & ~below(lead));
+    step(0, mask_below(len) & ~mask_below(lead));
     j = 32;
   }
   for (; j + 32 <= len; j += 32) step(j, ~__mmask32{0});
-  if (j < len) step(j, below(len - j));
+  if (j < len) step(j, mask_below(len - j));
   GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
     GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r)
       store_output(_mm512_reduce_add_ps(acc[i][r]), nullptr, bias, n0 + r, y.row(m0 + i)[n0 + r], accumulate);
@@ -475,7 +500,7 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
           acc[i][u] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][u], _mm512_load_si512(xq + (m0 + i) * ldxq + k + 32 * u), wv);
       }
     for (; k < c1; k += 32) {
-      const __mmask32 mask = c1 - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((std::uint64_t{1} << (c1 - k)) - 1);
+      const __mmask32 mask = mask_below(c1 - k);
       const __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, wr + k));
       GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
         acc[i][0] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][0], _mm512_load_si512(xq + (m0 + i) * ldxq + k), wv);
@@ -517,7 +542,7 @@ inline void gemv_tile_vnni(const std::int16_t* xq, std::size_t ldxq, const float
     };
     std::size_t k = c0;
     for (; k + 32 <= c1; k += 32) step(k, ~__mmask32{0});
-    if (k < c1) step(k, static_cast<__mmask32>((std::uint64_t{1} << (c1 - k)) - 1));
+    if (k < c1) step(k, mask_below(c1 - k));
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
       GRIFFIN_UNROLL for (std::size_t r = 0; r < NR; ++r) total[i][r] = _mm512_add_ps(total[i][r], _mm512_cvtepi32_ps((__m512i)acc[i][r]));
   }
@@ -748,7 +773,7 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
         }
         const std::int8_t* src = w.data + (n0 + i) * w.stride + k0;
         for (std::size_t k = 0; k < kc; k += 32) {
-          const auto mask = static_cast<__mmask32>(kc - k >= 32 ? ~0u : (1u << (kc - k)) - 1);
+          const __mmask32 mask = mask_below(kc - k);
           _mm512_mask_storeu_epi16(out + k, mask, _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src + k)));
         }
         std::fill(out + kc, out + 2 * ldp, std::int16_t{0});
@@ -926,9 +951,8 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
               const std::size_t tokens = std::min(mv * L, M > m_first ? M - m_first : 0);
               for (std::size_t t = 0; t < tokens; ++t) {
                 float* out = y.row(m_first + t) + n;
-                const float rs = row_scale ? row_scale[m_first + t] : 1.0f;
-                for (std::size_t i = 0; i < rows; ++i)
-                  store_output(row_scale ? tile[i * mv * L + t] * rs : tile[i * mv * L + t], w.scale, bias, n + i, out[i], accumulate);
+                const float rs = row_scale ? row_scale[m_first + t] : 1.0f;  // x 1 is exact
+                for (std::size_t i = 0; i < rows; ++i) store_output(tile[i * mv * L + t] * rs, w.scale, bias, n + i, out[i], accumulate);
               }
             }
           }
@@ -981,18 +1005,12 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     const std::size_t pack_chunk = (Kp + pack_tasks * 16 - 1) / (pack_tasks * 16) * 16;
     float* row_scale = nullptr;
     if constexpr (detail::int16_pairs<T, Arch>) {
-      // Rows on their 16-bit grids [M, 2 Kp] (as the gemv takes them), then packed.
-      struct xq_tag;
-      struct xs_tag;
-      std::int16_t* xq = detail::thread_buffer<xq_tag, std::int16_t>(M * 2 * Kp);
-      row_scale = detail::thread_buffer<xs_tag, float>(M);
-      const std::size_t row_chunk = (M + threads - 1) / threads;
-      parallel_run(threads > 1 ? pool : nullptr, (M + row_chunk - 1) / row_chunk, [&](std::size_t t) {
-        for (std::size_t m = t * row_chunk; m < std::min(M, (t + 1) * row_chunk); ++m)
-          row_scale[m] = to_int16_grid(x.row(m), xq + m * 2 * Kp, K, 2 * Kp);
-      });
+      // Rows on their 16-bit grids (as the gemv takes them), then packed.
+      const std::size_t ldxq = detail::int16_grid_stride(K);
+      const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, threads > 1 ? pool : nullptr);
+      row_scale = grid.xs;
       parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
-        detail::pack_int16_pairs(xq, 2 * Kp, M, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
+        detail::pack_int16_pairs(grid.xq, ldxq, M, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
       });
     } else {
       const matrix_view<const float> xg = std::is_same_v<T, std::int8_t> ? detail::activations_for<T>(x) : x;
@@ -1034,14 +1052,10 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     // Activations on their rows' 16-bit grids [M, ldxq], zero-padded to whole 32-element steps.
-    struct xq_tag;
-    struct xs_tag;
-    const std::size_t ldxq = (K + 31) / 32 * 32;
-    std::int16_t* xq = detail::thread_buffer<xq_tag, std::int16_t>(M * ldxq);
-    float* xs = detail::thread_buffer<xs_tag, float>(M);
-    for (std::size_t m = 0; m < M; ++m) xs[m] = to_int16_grid(x.row(m), xq + m * ldxq, K, ldxq);
+    const std::size_t ldxq = detail::int16_grid_stride(K);
+    const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, nullptr);
     split(4, [&](std::size_t n0, std::size_t n1) {
-      detail::gemv_out_in<Arch>(x, xq, ldxq, 0, xs, w, bias, y, n0, n1, accumulate);
+      detail::gemv_out_in<Arch>(x, grid.xq, ldxq, 0, grid.xs, w, bias, y, n0, n1, accumulate);
     });
     return;
   }
