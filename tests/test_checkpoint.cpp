@@ -8,7 +8,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::contains;
 using griffin_test::message_of;
 using griffin_test::max_abs_diff;
@@ -18,7 +18,7 @@ using griffin_test::temp_dir;
 
 namespace {
 
-constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention;
+using griffin_test::r_, griffin_test::a_;
 
 
 // The official weights stored as bf16, or (f16) rounded to f16 values and

@@ -7,14 +7,14 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::contains;
 using griffin_test::message_of;
 using griffin_test::small_config;
 
 namespace {
 
-constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention, g_ = block_kind::global_attention;
+using griffin_test::r_, griffin_test::a_, griffin_test::g_;
 
 
 std::vector<std::byte> bytes_of(const std::string& s) {

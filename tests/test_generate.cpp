@@ -8,7 +8,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::contains;
 using griffin_test::max_abs_diff;
 using griffin_test::message_of;
@@ -17,7 +17,7 @@ using griffin_test::small_config;
 
 namespace {
 
-constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention;
+using griffin_test::r_, griffin_test::a_;
 
 std::vector<float> log_probs(std::vector<double> p) {
   std::vector<float> out;

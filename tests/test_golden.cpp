@@ -3,7 +3,7 @@
 // through the compiled schedule of each architecture.
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 
 namespace {
 

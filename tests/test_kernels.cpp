@@ -8,7 +8,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::max_abs_diff;
 using griffin_test::rng;
 

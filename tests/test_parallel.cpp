@@ -10,7 +10,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::max_abs_diff;
 
 TEST_CASE("thread_pool runs every task once, rethrows, and runs nested or concurrent jobs inline") {

@@ -7,7 +7,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::max_abs_diff;
 using griffin_test::random_tokens;
 using griffin_test::rng;
@@ -15,7 +15,7 @@ using griffin_test::small_config;
 
 namespace {
 
-constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention, g_ = block_kind::global_attention;
+using griffin_test::r_, griffin_test::a_, griffin_test::g_;
 
 const std::vector<std::vector<block_kind>> patterns = {
     {r_, r_, r_},          // Hawk

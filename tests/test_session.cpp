@@ -7,7 +7,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 namespace g = ::griffin;
 #include <cstring>
 using griffin_test::contains;
@@ -18,7 +18,7 @@ using griffin_test::small_config;
 
 namespace {
 
-constexpr block_kind r_ = block_kind::recurrent, a_ = block_kind::attention, g_ = block_kind::global_attention;
+using griffin_test::r_, griffin_test::a_, griffin_test::g_;
 
 // Logits of `steps` decode steps of tokens drawn from `seed`, concatenated.
 template <class M>

@@ -4,7 +4,7 @@
 
 #include "test_util.hpp"
 
-namespace g = griffin;
+namespace g = ::griffin;
 using g::A;
 using g::G;
 using g::R;

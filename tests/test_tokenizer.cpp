@@ -10,7 +10,7 @@
 
 #include "test_util.hpp"
 
-using namespace griffin;
+using namespace ::griffin;
 using griffin_test::contains;
 using griffin_test::message_of;
 using griffin_test::small_config;

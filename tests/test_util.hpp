@@ -79,6 +79,10 @@ inline void require_runnable() {
 }
 
 /// A simple config for tests: width 32, 4 heads (head_dim 8), lru_width 48.
+/// Block kinds, short, for writing schedules and configs in tests.
+inline constexpr griffin::block_kind r_ = griffin::block_kind::recurrent, a_ = griffin::block_kind::attention,
+                                     g_ = griffin::block_kind::global_attention;
+
 inline griffin::config small_config(std::vector<griffin::block_kind> blocks, std::size_t window = 5) {
   griffin::config c;
   c.vocab_size = 50;

@@ -425,10 +425,18 @@ class weight_reader {
     if (used_.insert(name).second) planned_.push_back({name, shape});
   }
 
+  // "name" or "name[i]". Appended piece by piece: on "[" + std::to_string(i)
+  // GCC 12 warns -Wrestrict, a false positive (GCC bug 105329).
+  static std::string indexed_name(const std::string& name, std::optional<std::size_t> index) {
+    std::string s = name;
+    if (index) s.append("[").append(std::to_string(*index)).append("]");
+    return s;
+  }
+
   void generate(const std::string& name, const std::vector<std::size_t>& shape, std::optional<std::size_t> index,
                 std::span<float> out) {
     // The generator makes the whole official tensor; a slice is cut from it.
-    const std::string key = name + (index ? "[" + std::to_string(*index) + "]" : "");
+    const std::string key = indexed_name(name, index);
     if (!used_.insert(key).second) throw weight_error("tensor '" + key + "' loaded twice (a bug in griffin)");
     if (!index) return generator_(name, shape, out);
     aligned_vector<float> all(element_count(shape, {}));
@@ -439,7 +447,7 @@ class weight_reader {
   fetched fetch(const std::string& name, const std::vector<std::size_t>& shape, std::optional<std::size_t> index) {
     const stored_param where = naming_->locate(name, shape, index);
     const tensor_view* t = source_->find(where.name);
-    const std::string official = name + (index ? "[" + std::to_string(*index) + "]" : "");
+    const std::string official = indexed_name(name, index);
     const std::string alias = where.name == name ? "" : " (" + official + ")";
     if (!t) fail(where, "is missing" + alias + "; expected shape " + shape_string(where.shape));
     if (t->shape != where.shape)
