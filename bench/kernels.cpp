@@ -80,6 +80,36 @@ BENCHMARK(bm_matmul<griffin::bfloat16>)->Name("bm_matmul_batch<bfloat16>")->Appl
 BENCHMARK(bm_matmul<std::int8_t>)->Name("bm_matmul_batch<int8_t>")->Apply(batch_args);
 BENCHMARK(bm_matmul<float>)->Name("bm_matmul_batch<float>")->Apply(batch_args);
 
+// Multi-query attention of one batch row on one thread: T queries of H heads
+// (head dim hd) over n cached keys and values, the ~1B MQA model's shape of
+// the paper's Figure 4 (16 heads of 128). T = 1 is a decode step at context
+// n, T = 16 one query chunk of a prefill. Counters: key/value bytes read per
+// second and FLOP/s (q.k and p.v, 4 H hd per visible key).
+void bm_attention(benchmark::State& state) {
+  const auto T = static_cast<std::size_t>(state.range(0)), n = static_cast<std::size_t>(state.range(1)),
+             H = static_cast<std::size_t>(state.range(2)), hd = static_cast<std::size_t>(state.range(3));
+  const auto q = filled(T * H * hd), k = filled(T * hd), v = filled(T * hd), pk = filled(n * hd), pv = filled(n * hd);
+  std::vector<std::int32_t> pos(T);
+  for (std::size_t t = 0; t < T; ++t) pos[t] = static_cast<std::int32_t>(n + t);
+  griffin::aligned_vector<float> out(T * H * hd), scores(H * (n + T));
+  const griffin::kernels::kv_history past{pk.data(), pv.data(), n, 0, n, hd};
+  for (auto _ : state) {
+    griffin::kernels::attention({q.data(), k.data(), v.data(), pos.data(), past, out.data(), scores.data(), T, H, hd,
+                                 static_cast<std::size_t>(-1)});
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["kv_bytes/s"] =
+      benchmark::Counter(static_cast<double>(2 * (n + T) * hd * sizeof(float)), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * static_cast<double>(T * H * hd) * static_cast<double>(n + T),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(bm_attention)
+    ->ArgNames({"T", "n", "H", "hd"})
+    ->Args({1, 512, 16, 128})
+    ->Args({1, 4096, 16, 128})
+    ->Args({16, 4096, 16, 128})
+    ->Args({1, 2048, 10, 256});
+
 // The RG-LRU scan over T steps of E channels.
 void bm_rg_lru(benchmark::State& state) {
   const auto T = static_cast<std::size_t>(state.range(0)), E = std::size_t{2560};

@@ -357,20 +357,50 @@ TEST_CASE_TEMPLATE_DEFINE("rg_lru matches the scalar reference through resets", 
 }
 TEST_CASE_TEMPLATE_APPLY(lru_id, griffin_test::test_archs);
 
+TEST_CASE_TEMPLATE_DEFINE("fold_sums puts the sum of row i in lane i, folded alike in every lane", Arch, fold_id) {
+  griffin_test::require_runnable<Arch>();
+  using B = kernels::batch<Arch>;
+  constexpr std::size_t L = kernels::lanes<Arch>;
+  rng r(11);
+  const auto values = r.floats(L * L);
+  std::array<B, L> rows, rotated;
+  for (std::size_t i = 0; i < L; ++i) rows[i] = B::load_unaligned(values.data() + i * L);
+  for (std::size_t i = 0; i < L; ++i) rotated[i] = rows[(i + 1) % L];
+  alignas(64) std::array<float, L> sums, rotated_sums;
+  kernels::fold_sums<Arch>(rows.data()).store_aligned(sums.data());
+  kernels::fold_sums<Arch>(rotated.data()).store_aligned(rotated_sums.data());
+  for (std::size_t i = 0; i < L; ++i) {
+    CAPTURE(i);
+    double sum = 0;
+    for (std::size_t j = 0; j < L; ++j) sum += values[i * L + j];
+    CHECK(sums[i] == doctest::Approx(sum).epsilon(1e-5));
+    CHECK(rotated_sums[i] == sums[(i + 1) % L]);  // the same fold wherever the row sits
+  }
+}
+TEST_CASE_TEMPLATE_APPLY(fold_id, griffin_test::test_archs);
+
 TEST_CASE_TEMPLATE_DEFINE("attention matches the scalar reference over ring buffers, windows and resets", Arch, attn_id) {
   griffin_test::require_runnable<Arch>();
   rng r(7);
-  for (std::size_t hd : {4u, 8u, 20u, 36u})
-    for (std::size_t window : {1u, 3u, 64u})
-      for (std::size_t past_count : {0u, 2u, 5u}) {
+  // Head dims with and without a SIMD tail and past the 4-vector value tile
+  // (72); 5 heads for a full and a partial tile of heads; a history of 300
+  // crosses the value sums' key blocks (8192 / hd keys).
+  struct shape {
+    std::size_t hd, H, capacity;
+  };
+  for (shape sh : {shape{4, 3, 5}, shape{8, 3, 5}, shape{20, 3, 5}, shape{36, 3, 5}, shape{72, 5, 5}, shape{72, 5, 300}})
+    for (std::size_t window : {std::size_t{1}, std::size_t{3}, std::size_t{64}, sh.capacity + 8})
+      for (std::size_t past_count : {std::size_t{0}, std::size_t{2}, sh.capacity}) {
+        const std::size_t hd = sh.hd, H = sh.H, capacity = sh.capacity, T = 6;
         CAPTURE(hd);
+        CAPTURE(H);
+        CAPTURE(capacity);
         CAPTURE(window);
         CAPTURE(past_count);
-        const std::size_t T = 6, H = 3, capacity = 5;
         const auto pos = positions_with_starts(T, {4});
         const auto q = r.floats(T * H * hd), k = r.floats(T * hd), v = r.floats(T * hd);
         const auto pk = r.floats(capacity * hd), pv = r.floats(capacity * hd);
-        kernels::kv_history past{pk.data(), pv.data(), std::min(past_count, capacity), 3, capacity, hd};
+        kernels::kv_history past{pk.data(), pv.data(), past_count, 3, capacity, hd};
         std::vector<float> out(T * H * hd), ref(T * H * hd), scores(H * (capacity + T));
         kernels::attention_args a{q.data(), k.data(), v.data(), pos.data(), past, out.data(), scores.data(), T, H, hd, window};
         kernels::attention<Arch>(a);

@@ -26,6 +26,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -102,6 +103,54 @@ inline visible_keys keys_visible_to(const attention_args& a, std::size_t t) noex
   return {past_lo, past_count, chunk_lo};
 }
 
+/// The n keys and values one query sees, oldest first, as at most three
+/// contiguous runs of rows [count, hd]: the ring buffer's part up to its end,
+/// its part from slot 0, and the chunk's own rows.
+struct visible_rows {
+  struct run {
+    const float* keys = nullptr;
+    const float* values = nullptr;
+    std::size_t count = 0;
+  };
+  std::array<run, 3> runs{};
+  std::size_t n = 0;
+  std::size_t head_dim = 0;
+
+  /// Key j (0 = oldest); a lookup over the runs, for tiles of a few keys.
+  [[nodiscard]] const float* key(std::size_t j) const noexcept {
+    for (const run& r : runs) {
+      if (j < r.count) return r.keys + j * head_dim;
+      j -= r.count;
+    }
+    return nullptr;
+  }
+  /// Calls f(j, key, value) for rows j in [j0, j1) in order, walking pointers.
+  template <class F>
+  void for_each(F&& f, std::size_t j0 = 0, std::size_t j1 = SIZE_MAX) const {
+    std::size_t first = 0;  // index of the run's first row
+    for (const run& r : runs) {
+      const std::size_t lo = std::max(j0, first), hi = std::min(j1, first + r.count);
+      for (std::size_t j = lo; j < hi; ++j) f(j, r.keys + (j - first) * head_dim, r.values + (j - first) * head_dim);
+      first += r.count;
+    }
+  }
+};
+
+inline visible_rows rows_visible_to(const attention_args& a, std::size_t t) noexcept {
+  const visible_keys vis = keys_visible_to(a, t);
+  const std::size_t hd = a.head_dim, n_past = vis.past_count - vis.past_lo;
+  visible_rows rows;
+  rows.head_dim = hd;
+  if (n_past > 0) {
+    const std::size_t first = a.past.slot(vis.past_lo), to_end = std::min(n_past, a.past.capacity - first);
+    rows.runs[0] = {a.past.keys + first * hd, a.past.values + first * hd, to_end};
+    rows.runs[1] = {a.past.keys, a.past.values, n_past - to_end};
+  }
+  rows.runs[2] = {a.k + vis.chunk_lo * hd, a.v + vis.chunk_lo * hd, t + 1 - vis.chunk_lo};
+  rows.n = n_past + rows.runs[2].count;
+  return rows;
+}
+
 /// A part of one row's attention: queries [t0, t1) and heads [h0, h1). Parts
 /// are independent (each writes only its own outputs and scores rows), and a
 /// query's arithmetic is the same whichever part computes it.
@@ -110,49 +159,200 @@ struct attention_part {
 };
 
 namespace detail {
-// The shared body; Dot and Axpy are the SIMD or scalar kernels.
-template <class Dot, class Axpy>
-inline void attention_impl(const attention_args& a, Dot dot, Axpy axpy, attention_part part = {}) {
+
+// The three steps of one query's attention, heads [h0, h1):
+//   scores(q [H, hd], rows, scale, s [H, n])   s[h, j] = (q[h] . key j) * scale
+//   softmax(s [n])                              in place, one head's row
+//   weighted_sum(s [H, n], rows, out [H, hd])  out[h] = sum_j s[h, j] value j
+struct attention_ops_scalar {
+  static void scores(const float* q, std::size_t h0, std::size_t h1, const visible_rows& rows, float scale, float* s) {
+    const std::size_t hd = rows.head_dim, n = rows.n;
+    rows.for_each([&](std::size_t j, const float* key, const float*) {
+      for (std::size_t h = h0; h < h1; ++h) s[h * n + j] = dot_scalar(q + h * hd, key, hd) * scale;
+    });
+  }
+  static void softmax(float* s, std::size_t n) {
+    float max = -std::numeric_limits<float>::infinity();
+    for (std::size_t j = 0; j < n; ++j) max = std::max(max, s[j]);
+    float sum = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - max));
+    for (std::size_t j = 0; j < n; ++j) s[j] /= sum;
+  }
+  static void weighted_sum(const float* s, std::size_t h0, std::size_t h1, const visible_rows& rows, float* out) {
+    const std::size_t hd = rows.head_dim, n = rows.n;
+    std::fill(out + h0 * hd, out + h1 * hd, 0.0f);
+    rows.for_each([&](std::size_t j, const float*, const float* value) {
+      for (std::size_t h = h0; h < h1; ++h) axpy_scalar(s[h * n + j], value, out + h * hd, hd);
+    });
+  }
+};
+
+// The SIMD steps. Each (head, key) score and each output element is computed
+// by the same instructions wherever its head and key fall in a tile, so a
+// part of the heads gives bit for bit what the whole row gives.
+template <class Arch>
+struct attention_ops_simd {
+  using B = batch<Arch>;
+  static constexpr std::size_t L = lanes<Arch>;
+  static constexpr std::size_t tile_keys = L < 4 ? L : 4, tile_heads = L / tile_keys;  // tile_heads x tile_keys = L dots
+  // weighted_sum's register tile: heads x vectors of columns. One head at a
+  // time without FMA, so every head runs the same copy of the loop.
+  static constexpr std::size_t sum_heads = has_fma<Arch> ? 4 : 1, sum_vectors = 4;
+
+  // Tiles of tile_heads x tile_keys dot products: each accumulates its own
+  // vector of products over hd, and one fold_sums folds the L vectors into the L
+  // sums (the same fold for every lane). Heads and keys past the end of a
+  // tile repeat the last valid one; their sums are dropped. The keys are the
+  // outer loop: a tile of keys stays in L1 while every head reads it.
+  static void scores(const float* q, std::size_t h0, std::size_t h1, const visible_rows& rows, float scale, float* s) {
+    const std::size_t hd = rows.head_dim, n = rows.n, vector_end = hd - hd % L;
+    if (h0 >= h1) return;
+    for (std::size_t jb = 0; jb < n; jb += tile_keys) {
+      std::array<const float*, tile_keys> key;
+      GRIFFIN_UNROLL for (std::size_t c = 0; c < tile_keys; ++c) key[c] = rows.key(std::min(jb + c, n - 1));
+      for (std::size_t hb = h0; hb < h1; hb += tile_heads) {
+        std::array<const float*, tile_heads> qh;
+        GRIFFIN_UNROLL for (std::size_t g = 0; g < tile_heads; ++g) qh[g] = q + std::min(hb + g, h1 - 1) * hd;
+        std::array<B, L> acc;
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < L; ++i) acc[i] = B(0.0f);
+        for (std::size_t d = 0; d < vector_end; d += L) {
+          // Each query and key vector loaded once (4 + 4 loads per 16 FMAs).
+          std::array<B, tile_keys> kv;
+          GRIFFIN_UNROLL for (std::size_t c = 0; c < tile_keys; ++c) kv[c] = B::load_unaligned(key[c] + d);
+          GRIFFIN_UNROLL for (std::size_t g = 0; g < tile_heads; ++g) {
+            B qv = B::load_unaligned(qh[g] + d);
+            keep_in_register(qv);
+            GRIFFIN_UNROLL for (std::size_t c = 0; c < tile_keys; ++c)
+              acc[g * tile_keys + c] = xsimd::fma(qv, kv[c], acc[g * tile_keys + c]);
+          }
+        }
+        alignas(64) std::array<float, L> sums;
+        B folded = fold_sums<Arch>(acc.data());
+        if (vector_end < hd) {  // (vector sum + tail sum) * scale, each
+          folded.store_aligned(sums.data());
+          for (std::size_t i = 0; i < L; ++i) {
+            float tail = 0.0f;
+            for (std::size_t d = vector_end; d < hd; ++d) tail += qh[i / tile_keys][d] * key[i % tile_keys][d];
+            sums[i] = (sums[i] + tail) * scale;
+          }
+        } else {
+          (folded * B(scale)).store_aligned(sums.data());
+        }
+        if (hb + tile_heads <= h1 && jb + tile_keys <= n) {
+          GRIFFIN_UNROLL for (std::size_t g = 0; g < tile_heads; ++g)
+            std::memcpy(s + (hb + g) * n + jb, sums.data() + g * tile_keys, tile_keys * sizeof(float));
+        } else {
+          for (std::size_t g = 0; g < tile_heads && hb + g < h1; ++g)
+            for (std::size_t c = 0; c < tile_keys && jb + c < n; ++c) s[(hb + g) * n + jb + c] = sums[g * tile_keys + c];
+        }
+      }
+    }
+  }
+
+  static void softmax(float* s, std::size_t n) {
+    const std::size_t vector_end = n - n % L;
+    B vmax(-std::numeric_limits<float>::infinity());
+    float max = -std::numeric_limits<float>::infinity();
+    for (std::size_t j = 0; j < vector_end; j += L) vmax = xsimd::max(vmax, B::load_unaligned(s + j));
+    for (std::size_t j = vector_end; j < n; ++j) max = std::max(max, s[j]);
+    alignas(64) std::array<float, L> lanes_max;
+    vmax.store_aligned(lanes_max.data());
+    for (float m : lanes_max) max = std::max(max, m);
+    B vsum(0.0f);
+    float sum = 0.0f;
+    for (std::size_t j = 0; j < vector_end; j += L) {
+      const B e = xsimd::exp(B::load_unaligned(s + j) - B(max));
+      e.store_unaligned(s + j);
+      vsum += e;
+    }
+    for (std::size_t j = vector_end; j < n; ++j) sum += (s[j] = std::exp(s[j] - max));
+    sum += xsimd::hadd(vsum);
+    transform<Arch>(s, s, n, [sum](const auto& x) { return x / sum; });
+  }
+
+  // out[h, cols] += sum over keys [j0, j1) of s[h, j] value j[cols], for
+  // heads [hb, hb + Heads) and Vectors batches of columns from col: the sums
+  // stay in registers over the block of keys.
+  template <std::size_t Heads, std::size_t Vectors>
+  static void weighted_tile(const float* s, std::size_t hb, std::size_t col, const visible_rows& rows, std::size_t j0,
+                            std::size_t j1, float* out) {
+    const std::size_t hd = rows.head_dim, n = rows.n;
+    std::array<std::array<B, Vectors>, Heads> acc;
+    GRIFFIN_UNROLL for (std::size_t g = 0; g < Heads; ++g)
+      GRIFFIN_UNROLL for (std::size_t c = 0; c < Vectors; ++c) acc[g][c] = B::load_unaligned(out + (hb + g) * hd + col + c * L);
+    rows.for_each(
+        [&](std::size_t j, const float*, const float* value) {
+          std::array<B, Vectors> vv;
+          GRIFFIN_UNROLL for (std::size_t c = 0; c < Vectors; ++c) vv[c] = B::load_unaligned(value + col + c * L);
+          GRIFFIN_UNROLL for (std::size_t g = 0; g < Heads; ++g) {
+            const B p(s[(hb + g) * n + j]);
+            GRIFFIN_UNROLL for (std::size_t c = 0; c < Vectors; ++c) acc[g][c] = xsimd::fma(p, vv[c], acc[g][c]);
+          }
+        },
+        j0, j1);
+    GRIFFIN_UNROLL for (std::size_t g = 0; g < Heads; ++g)
+      GRIFFIN_UNROLL for (std::size_t c = 0; c < Vectors; ++c) acc[g][c].store_unaligned(out + (hb + g) * hd + col + c * L);
+  }
+
+  template <std::size_t Heads>
+  static void weighted_heads(const float* s, std::size_t hb, const visible_rows& rows, std::size_t j0, std::size_t j1,
+                             float* out) {
+    const std::size_t hd = rows.head_dim, n = rows.n, vector_end = hd - hd % L;
+    std::size_t col = 0;
+    for (; col + sum_vectors * L <= vector_end; col += sum_vectors * L)
+      weighted_tile<Heads, sum_vectors>(s, hb, col, rows, j0, j1, out);
+    for (; col < vector_end; col += L) weighted_tile<Heads, 1>(s, hb, col, rows, j0, j1, out);
+    for (std::size_t g = 0; g < Heads; ++g)
+      for (std::size_t d = vector_end; d < hd; ++d) {
+        float sum = out[(hb + g) * hd + d];
+        rows.for_each([&](std::size_t j, const float*, const float* value) { sum += s[(hb + g) * n + j] * value[d]; }, j0, j1);
+        out[(hb + g) * hd + d] = sum;
+      }
+  }
+
+  // Blocks of keys outermost, so a block's values stay in L1 while every
+  // head and column reads them; each output element still sums over the keys
+  // in order, from 0 (one chain of fma, as axpy over the keys would).
+  static void weighted_sum(const float* s, std::size_t h0, std::size_t h1, const visible_rows& rows, float* out) {
+    const std::size_t hd = rows.head_dim, block = std::max<std::size_t>(16, 8192 / std::max<std::size_t>(hd, 1));
+    std::fill(out + h0 * hd, out + h1 * hd, 0.0f);
+    for (std::size_t j0 = 0; j0 < rows.n; j0 += block) {
+      const std::size_t j1 = std::min(rows.n, j0 + block);
+      std::size_t hb = h0;
+      for (; hb + sum_heads <= h1; hb += sum_heads) weighted_heads<sum_heads>(s, hb, rows, j0, j1, out);
+      for (; hb < h1; ++hb) weighted_heads<1>(s, hb, rows, j0, j1, out);
+    }
+  }
+};
+
+// The shared body: for each query of the part, scores, softmax and the
+// weighted sum of values over the keys it sees. Keys and values are shared by
+// all H heads (multi-query), so each step reads them once for all heads.
+template <class Ops>
+inline void attention_impl(const attention_args& a, attention_part part) {
   const std::size_t hd = a.head_dim, H = a.num_heads;
   const std::size_t h0 = std::min(part.h0, H), h1 = std::min(part.h1, H);
   // hd^-0.5 as the reference applies it: a Python double cast to float32.
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   for (std::size_t t = part.t0; t < std::min(part.t1, a.length); ++t) {
-    const visible_keys vis = keys_visible_to(a, t);
-    const std::size_t n_past = vis.past_count - vis.past_lo, n = n_past + (t + 1 - vis.chunk_lo);
-    // Keys, then values, are read once for all H heads (multi-query: they
-    // are shared), each head's arithmetic in the same order as one head alone.
-    float* scores = a.scores;  // [H, n]
-    for (std::size_t j = 0; j < n; ++j) {
-      const float* key = j < n_past ? a.past.key(vis.past_lo + j) : a.k + (vis.chunk_lo + j - n_past) * hd;
-      for (std::size_t h = h0; h < h1; ++h) scores[h * n + j] = dot(a.q + (t * H + h) * hd, key, hd) * scale;
-    }
-    for (std::size_t h = h0; h < h1; ++h) {
-      float* sh = scores + h * n;
-      float max = -std::numeric_limits<float>::infinity();
-      for (std::size_t j = 0; j < n; ++j) max = std::max(max, sh[j]);
-      float sum = 0.0f;
-      for (std::size_t j = 0; j < n; ++j) sum += (sh[j] = std::exp(sh[j] - max));
-      for (std::size_t j = 0; j < n; ++j) sh[j] /= sum;
-    }
-    std::fill(a.out + (t * H + h0) * hd, a.out + (t * H + h1) * hd, 0.0f);
-    for (std::size_t j = 0; j < n; ++j) {
-      const float* value = j < n_past ? a.past.value(vis.past_lo + j) : a.v + (vis.chunk_lo + j - n_past) * hd;
-      for (std::size_t h = h0; h < h1; ++h) axpy(scores[h * n + j], value, a.out + (t * H + h) * hd, hd);
-    }
+    const visible_rows rows = rows_visible_to(a, t);
+    Ops::scores(a.q + t * H * hd, h0, h1, rows, scale, a.scores);
+    for (std::size_t h = h0; h < h1; ++h) Ops::softmax(a.scores + h * rows.n, rows.n);
+    Ops::weighted_sum(a.scores, h0, h1, rows, a.out + t * H * hd);
   }
 }
 }  // namespace detail
 
 /// Scalar reference.
-inline void attention_scalar(const attention_args& a) { detail::attention_impl(a, dot_scalar, axpy_scalar); }
+inline void attention_scalar(const attention_args& a) { detail::attention_impl<detail::attention_ops_scalar>(a, {}); }
 
-/// SIMD kernel with the contract of `attention_scalar` (dot products and
-/// value sums vectorised over hd), for all of a row or one part of it
-/// (a.scores then only needs rows [part.h0, part.h1) of its [H, n]).
+/// SIMD kernel with the contract of `attention_scalar`, for all of a row or
+/// one part of it (a.scores then only needs rows [part.h0, part.h1) of its
+/// [H, n]): scores in tiles of heads x keys, a vectorised softmax, and the
+/// value sums in registers over tiles of heads x columns.
 template <class Arch = default_arch>
 inline void attention(const attention_args& a, attention_part part = {}) {
-  detail::attention_impl(a, dot<Arch>, axpy<Arch>, part);
+  detail::attention_impl<detail::attention_ops_simd<Arch>>(a, part);
 }
 
 }  // namespace kernels

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -37,6 +38,15 @@ using batch = xsimd::batch<float, Arch>;
 /// Lanes of a float batch on `Arch` (16 for AVX-512, 8 for AVX2, 4 for SSE2).
 template <class Arch>
 inline constexpr std::size_t lanes = batch<Arch>::size;
+
+/// Whether `Arch` has a fused multiply-add. Without one xsimd::fma is a
+/// multiply and an add, which a compiler targeting a CPU with FMA may fuse
+/// in one place and not in another: two copies of a loop can then round
+/// differently.
+template <class Arch>
+inline constexpr bool has_fma = std::is_base_of_v<xsimd::fma3<xsimd::sse4_2>, Arch> ||
+                                std::is_base_of_v<xsimd::fma3<xsimd::avx>, Arch> ||
+                                std::is_base_of_v<xsimd::fma3<xsimd::avx2>, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>;
 
 /// Calls `vec(i)` for i = 0, L, 2L, ... while a full batch fits in [0, n), then
 /// `scalar(i)` for each remaining index: the vector loop + scalar tail.
@@ -104,6 +114,51 @@ struct plus_fn {
     return x + y;
   }
 };
+
+/// Makes the compiler hold `v` in a register from here on. A vector loaded
+/// once and used by several FMAs is otherwise often re-read by each of them
+/// (GCC 12 folds the load into every use), and a tile loop meant to load 8
+/// vectors per 16 FMAs issues 20: load-bound instead of FMA-bound.
+template <class B>
+inline void keep_in_register(B& v) noexcept {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  typename B::register_type r = v;
+  asm("" : "+v"(r));
+  v = B(r);
+#else
+  (void)v;
+#endif
+}
+
+/// The L = lanes<Arch> sums of L batches as one batch: lane i = the sum of
+/// rows[i]'s lanes, folded in the same order for every i (so a sum does not
+/// depend on the lane it lands in). Debian's xsimd 8.1 `haddp` permutes the
+/// lanes on AVX-512 ([0 1 4 5 2 3 6 7 ...]); the AVX-512 fold is ours.
+template <class Arch>
+inline batch<Arch> fold_sums(const batch<Arch>* rows) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+    // Per 128-bit lane: (e0 + e2) + (e1 + e3), rows in pairs, then fours.
+    __m512 pairs[8], fours[4], eights[2];
+    GRIFFIN_UNROLL for (int i = 0; i < 8; ++i)
+      pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]),
+                               _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]));
+    GRIFFIN_UNROLL for (int i = 0; i < 4; ++i) {
+      const __m512d a = _mm512_castps_pd(pairs[2 * i]), b = _mm512_castps_pd(pairs[2 * i + 1]);
+      fours[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    // Then across 128-bit lanes: (L0 + L1) + (L2 + L3).
+    GRIFFIN_UNROLL for (int i = 0; i < 2; ++i)
+      eights[i] = _mm512_add_ps(_mm512_shuffle_f32x4(fours[2 * i], fours[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_shuffle_f32x4(fours[2 * i], fours[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(eights[0], eights[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(eights[0], eights[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  } else
+#endif
+  {
+    return xsimd::haddp(rows);
+  }
+}
 
 /// Scalar reference of `transform`: the same functor, one element at a time.
 template <class F>
