@@ -8,15 +8,17 @@
 //                   [--models mqa,hawk,griffin]
 //
 // Figure 4: latency per generated token (batch 1) after prefills of each
-// length: the prompt is prefilled in 512-token chunks and the state saved (a
-// session) at each length; then, in 4 rounds that visit every length in
-// turn, a session is loaded and decoded; the point is the median of its
-// --decode timed steps. Figure 5: decode tokens/s by batch size with every
-// row at --context tokens of context (one row prefilled, its session restored
-// into every row), for the batches whose weights plus decode state fit in
-// --budget-gib, again in 4 rounds over the batches (median step); the largest
-// is the model's maximum throughput in that budget. Rounds keep a shared
-// machine's minute-to-minute drift from bending one curve.
+// length: every model is built and its prompt prefilled in 512-token chunks,
+// the state saved (a session) at each length; then, in 4 rounds that visit
+// every model and every length in turn, a session is loaded and decoded; the
+// point is the median of its --decode timed steps. Figure 5: decode tokens/s
+// by batch size with every row at --context tokens of context (one row
+// prefilled, its session restored into every row), for the batches whose
+// weights plus decode state fit in --budget-gib, again in 4 rounds over the
+// models and batches (median step); the largest is the model's maximum
+// throughput in that budget. Rounds keep a shared machine's minute-to-minute
+// drift from bending one curve or lifting one model. The three models are
+// held at once (~2 GB each in bf16).
 // Writes DIR/figure4.svg, DIR/figure5.svg and DIR/figures.md (tables).
 #include <algorithm>
 #include <cmath>
@@ -25,6 +27,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -257,82 +260,105 @@ int main(int argc, char** argv) try {
   std::map<std::string, std::vector<std::string>> cells4, cells5;
   std::map<std::string, std::string> summary;
 
+  // Every model is built and prefilled first, and then each round visits
+  // every model (and every length or batch of it): measured one model after
+  // another, a slow minute of the shared machine fell on one model's curve
+  // alone (Hawk once read 80 ms a token against Griffin's 48).
+  struct subject {
+    std::string name, colour;
+    std::unique_ptr<model<>> m;
+    std::vector<std::vector<std::byte>> sessions;  // at each of opt.lengths
+    std::vector<std::byte> at_context;             // the whole state at opt.context
+    std::vector<std::byte> row;                    // its row 0
+    std::vector<std::vector<double>> step_s, batch_s;
+  };
+  std::vector<subject> subjects;
   for (const auto& [name, colour] : models) {
+    subject& sub = subjects.emplace_back();
+    sub.name = name;
+    sub.colour = colour;
     const config cfg = config_for(name, opt.layers);
     auto t0 = clock_type::now();
     weight_reader reader(griffin_bench::fast_random_weights(7));
-    model<> m(cfg, reader);
+    sub.m = std::make_unique<model<>>(cfg, reader);
+    model<>& m = *sub.m;
     m.convert_weights(weight_type);
     m.set_threads(opt.threads);
     std::printf("%s: %s, %.2f GB of %s weights (generated in %.0f s)\n", name.c_str(), cfg.pattern().substr(0, 24).c_str(),
                 static_cast<double>(m.weight_bytes()) / 1e9, opt.weights.c_str(), seconds_since(t0));
     std::fflush(stdout);
-
-    // Figure 4.
-    series s4{name, colour, {}};
     auto st = m.make_state(1);
     std::size_t position = 0;
-    std::vector<std::byte> at_context;
     std::vector<std::size_t> lengths = opt.lengths;
     if (std::find(lengths.begin(), lengths.end(), opt.context) == lengths.end()) {
       lengths.push_back(opt.context);
       std::sort(lengths.begin(), lengths.end());
     }
-    std::vector<std::vector<std::byte>> sessions;  // at each of opt.lengths
     for (std::size_t length : lengths) {
       t0 = clock_type::now();
       for (std::size_t chunk = 512; position < length; position += std::min(chunk, length - position))
         (void)m.prefill(st, tokens_for(position, std::min(chunk, length - position), cfg.vocab_size));
       const double prefill_s = seconds_since(t0);
       auto saved = st.save();
-      if (length == opt.context) at_context = saved;
+      if (length == opt.context) sub.at_context = saved;
       if (std::find(opt.lengths.begin(), opt.lengths.end(), length) == opt.lengths.end()) continue;
       std::printf("  prefill %5zu (+%.1f s), session %.1f MiB\n", length, prefill_s, static_cast<double>(saved.size()) / 1048576.0);
       std::fflush(stdout);
-      sessions.push_back(std::move(saved));
+      sub.sessions.push_back(std::move(saved));
     }
-    std::vector<std::vector<double>> step_s(sessions.size());
-    for (std::size_t r = 0; r < rounds; ++r)
-      for (std::size_t i = 0; i < sessions.size(); ++i) {
-        auto at = m.load_state(sessions[i]);
-        time_decode(m, at, (opt.decode + rounds - 1) / rounds, step_s[i]);
+    sub.row = m.load_state(sub.at_context).save(0);
+    sub.step_s.resize(sub.sessions.size());
+    sub.batch_s.resize(opt.batches.size());
+  }
+  auto fits = [&](const subject& sub, std::size_t batch) {
+    return static_cast<double>(sub.m->weight_bytes()) + static_cast<double>(batch) * static_cast<double>(sub.at_context.size()) <=
+           budget;
+  };
+
+  // Figure 4.
+  for (std::size_t r = 0; r < rounds; ++r)
+    for (subject& sub : subjects)
+      for (std::size_t i = 0; i < sub.sessions.size(); ++i) {
+        auto at = sub.m->load_state(sub.sessions[i]);
+        time_decode(*sub.m, at, (opt.decode + rounds - 1) / rounds, sub.step_s[i]);
       }
-    for (std::size_t i = 0; i < sessions.size(); ++i) {
-      const double latency = median(step_s[i]);
+  // Figure 5.
+  for (std::size_t r = 0; r < rounds; ++r)
+    for (subject& sub : subjects)
+      for (std::size_t i = 0; i < opt.batches.size(); ++i) {
+        if (!fits(sub, opt.batches[i])) continue;
+        auto many = sub.m->make_state(opt.batches[i]);
+        for (std::size_t b = 0; b < opt.batches[i]; ++b) many.restore(b, sub.row);
+        time_decode(*sub.m, many, opt.batches[i] >= 32 ? 1 : 2, sub.batch_s[i]);
+      }
+
+  for (const subject& sub : subjects) {
+    const std::string& name = sub.name;
+    std::printf("%s:\n", name.c_str());
+    series s4{name, sub.colour, {}};
+    for (std::size_t i = 0; i < sub.sessions.size(); ++i) {
+      const double latency = median(sub.step_s[i]);
       s4.points.emplace_back(static_cast<double>(opt.lengths[i]), 1e3 * latency);
       char cell[64];
       std::snprintf(cell, sizeof cell, " %.1f |", 1e3 * latency);
       cells4[name].push_back(cell);
       std::printf("  after %5zu: %.1f ms/token (median of %zu steps in %zu rounds)\n", opt.lengths[i], 1e3 * latency,
-                  step_s[i].size(), rounds);
+                  sub.step_s[i].size(), rounds);
     }
     fig4.push_back(s4);
 
-    // Figure 5.
-    series s5{name, colour, {}};
+    series s5{name, sub.colour, {}};
     double best = 0;
     std::size_t best_batch = 0;
-    const auto row = m.load_state(at_context).save(0);
-    auto fits = [&](std::size_t batch) {
-      return static_cast<double>(m.weight_bytes()) + static_cast<double>(batch) * static_cast<double>(at_context.size()) <= budget;
-    };
-    std::vector<std::vector<double>> batch_s(opt.batches.size());
-    for (std::size_t r = 0; r < rounds; ++r)
-      for (std::size_t i = 0; i < opt.batches.size(); ++i) {
-        if (!fits(opt.batches[i])) continue;
-        auto many = m.make_state(opt.batches[i]);
-        for (std::size_t b = 0; b < opt.batches[i]; ++b) many.restore(b, row);
-        time_decode(m, many, opt.batches[i] >= 32 ? 1 : 2, batch_s[i]);
-      }
     for (std::size_t i = 0; i < opt.batches.size(); ++i) {
       const std::size_t batch = opt.batches[i];
-      const double state_bytes = static_cast<double>(batch) * static_cast<double>(at_context.size());
-      if (!fits(batch)) {
+      const double state_bytes = static_cast<double>(batch) * static_cast<double>(sub.at_context.size());
+      if (!fits(sub, batch)) {
         cells5[name].push_back(" over budget |");
         s5.points.emplace_back(static_cast<double>(batch), -1.0);
         continue;
       }
-      const double step = median(batch_s[i]);
+      const double step = median(sub.batch_s[i]);
       const double tps = static_cast<double>(batch) / step;
       if (tps > best) {
         best = tps;
@@ -344,11 +370,10 @@ int main(int argc, char** argv) try {
       cells5[name].push_back(cell);
       std::printf("  batch %3zu at context %zu: %.1f tokens/s (state %.0f MiB)\n", batch, opt.context, tps,
                   state_bytes / 1048576.0);
-      std::fflush(stdout);
     }
     char line[160];
     std::snprintf(line, sizeof line, "%.1f tokens/s at batch %zu (session %.2f MiB a row)", best, best_batch,
-                  static_cast<double>(at_context.size()) / 1048576.0);
+                  static_cast<double>(sub.at_context.size()) / 1048576.0);
     summary[name] = line;
     fig5.push_back(s5);
     md4 += " " + name + " ms/token |";

@@ -422,11 +422,15 @@ struct attention_common {
     float* encoded = s.take(rows * D);  // [B, T, H * hd]
     // Parts of (row, queries, heads) over the pool: rows and chunks of 16
     // queries, and for short chunks (decode) groups of heads as well, so a
-    // single row's decode still uses every thread. Each part is computed
-    // as the whole row would compute it: results do not depend on threads.
+    // single row's decode still uses every thread. Each part reads all the
+    // keys and values its queries see, so the fewest groups that share the
+    // parts out evenly (or give every thread two): one row's decode on 2
+    // threads is 2 groups of 8 heads. Each part is computed as the whole row
+    // would compute it: results do not depend on threads.
     const std::size_t threads = io.pool ? io.pool->size() : 1, query_chunk = 16;
-    const std::size_t chunks = (T + query_chunk - 1) / query_chunk;
-    const std::size_t head_groups = io.batch * chunks >= 2 * threads ? 1 : std::min(H, 2 * threads);
+    const std::size_t chunks = (T + query_chunk - 1) / query_chunk, row_parts = io.batch * chunks;
+    std::size_t head_groups = 1;
+    while (head_groups < H && row_parts * head_groups % threads != 0 && row_parts * head_groups < 2 * threads) ++head_groups;
     const std::size_t heads_per = (H + head_groups - 1) / head_groups;
     // history(b) is a view, read-only until the appends below.
     std::size_t most_keys = 0;
