@@ -249,23 +249,6 @@ TEST_CASE("to_int16_grid (the int8 GEMV's activation rows) equals the scalar gri
   }
 }
 
-TEST_CASE_TEMPLATE_DEFINE("dot and axpy match the scalar reference", Arch, dot_id) {
-  griffin_test::require_runnable<Arch>();
-  rng r(3);
-  for (std::size_t n : counts<Arch>())
-    for (std::size_t off = 0; off < kernels::lanes<Arch>; ++off) {
-      CAPTURE(n);
-      shifted a(r.floats(n), off), b(r.floats(n), (off * 3) % kernels::lanes<Arch>);
-      CHECK(kernels::dot<Arch>(a.data(), b.data(), n) == doctest::Approx(kernels::dot_scalar(a.data(), b.data(), n)).epsilon(1e-5));
-      const auto init = r.floats(n);
-      shifted y(init, off), ref(init, 0);
-      kernels::axpy<Arch>(0.37f, a.data(), y.data(), n);
-      kernels::axpy_scalar(0.37f, a.data(), ref.data(), n);
-      CHECK(max_abs_diff(y.span(), ref.span()) <= 1e-6f);
-    }
-}
-TEST_CASE_TEMPLATE_APPLY(dot_id, griffin_test::test_archs);
-
 TEST_CASE_TEMPLATE_DEFINE("rms_norm matches the scalar reference, with static and dynamic widths", Arch, rms_id) {
   griffin_test::require_runnable<Arch>();
   rng r(4);

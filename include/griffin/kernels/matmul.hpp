@@ -1066,38 +1066,16 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   });
 }
 
-/// Scalar reference: sum_i a[i] b[i].
+/// sum_i a[i] b[i], in order (attention_scalar's scores).
 inline float dot_scalar(const float* a, const float* b, std::size_t n) {
   float acc = 0.0f;
   for (std::size_t i = 0; i < n; ++i) acc += a[i] * b[i];
   return acc;
 }
 
-/// SIMD kernel with the contract of `dot_scalar`.
-template <class Arch = default_arch>
-inline float dot(const float* a, const float* b, std::size_t n) {
-  using B = batch<Arch>;
-  B acc(0.0f);
-  float tail = 0.0f;
-  simd_for<Arch>(
-      n, [&](std::size_t i) { acc = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc); },
-      [&](std::size_t i) { tail += a[i] * b[i]; });
-  return xsimd::hadd(acc) + tail;
-}
-
-/// Scalar reference: y[i] += alpha * x[i].
+/// y[i] += alpha * x[i] (attention_scalar's value sums).
 inline void axpy_scalar(float alpha, const float* x, float* y, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
-/// SIMD kernel with the contract of `axpy_scalar`.
-template <class Arch = default_arch>
-inline void axpy(float alpha, const float* x, float* y, std::size_t n) {
-  using B = batch<Arch>;
-  const B a(alpha);
-  simd_for<Arch>(
-      n, [&](std::size_t i) { xsimd::fma(a, B::load_unaligned(x + i), B::load_unaligned(y + i)).store_unaligned(y + i); },
-      [&](std::size_t i) { y[i] += alpha * x[i]; });
 }
 
 }  // namespace kernels
