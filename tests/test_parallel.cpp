@@ -1,7 +1,9 @@
 // Threads and weight types: the thread pool itself, results that do not
 // depend on the thread count, and weights converted to bf16 / int8 staying
 // within their documented distance of the golden (f32) vectors.
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -36,6 +38,44 @@ TEST_CASE("thread_pool runs every task once, rethrows, and runs nested or concur
   a.join();
   b.join();
   CHECK(total.load() == 2 * 200 * 4);
+}
+
+TEST_CASE("thread_pool::run_shares covers a range once in whole grains, and a fast thread takes over a slow one's share") {
+  for (std::size_t threads : {2u, 3u}) {
+    thread_pool pool(threads);
+    for (auto [n, grain, piece] : {std::array<std::size_t, 3>{1, 4, 1}, {10, 4, 1}, {1000, 4, 3}, {1001, 32, 2}, {5000, 1, 64}}) {
+      CAPTURE(threads);
+      CAPTURE(n);
+      std::vector<std::atomic<int>> hits(n);
+      std::atomic<bool> ok{true};
+      pool.run_shares(n, grain, piece, [&](std::size_t b, std::size_t e) {
+        if (b >= e || e > n || b % grain != 0 || (e != n && e % grain != 0) || e - b > piece * grain) ok = false;
+        for (std::size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      CHECK(ok.load());
+      for (auto& h : hits) CHECK(h.load() == 1);
+    }
+  }
+  thread_pool pool(2);
+  // The worker thread sleeps in every piece: the calling thread finishes its
+  // own share and then most of the worker's.
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<std::size_t> by_caller{0};
+  std::vector<std::atomic<int>> hits(400);
+  pool.run_shares(400, 1, 1, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+    if (std::this_thread::get_id() == caller) by_caller += e - b;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  });
+  CHECK(by_caller.load() > 300);
+  for (auto& h : hits) CHECK(h.load() == 1);
+  // Inside a job (and so from a second application thread while one runs),
+  // the whole range is one inline call.
+  std::atomic<int> calls{0};
+  pool.run(2, [&](std::size_t) { pool.run_shares(100, 1, 1, [&](std::size_t b, std::size_t e) { calls += b == 0 && e == 100; }); });
+  CHECK(calls.load() == 2);
+  CHECK_THROWS_WITH_AS(pool.run_shares(100, 1, 1, [](std::size_t b, std::size_t) { if (b == 70) throw std::runtime_error("piece 70"); }),
+                       "piece 70", std::runtime_error);
 }
 
 TEST_CASE("logits do not depend on the thread count, in decode and in a prefill long enough for the packed GEMM") {

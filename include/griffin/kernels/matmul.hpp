@@ -27,8 +27,10 @@
 //     cache blocks of K (KC), tokens (MC) and weight rows (NC), with weights
 //     broadcast from their own rows in place (or from a small converted panel
 //     for int8, float16, in x out or odd K). Compute-bound.
-// Both split the output channels over a thread pool; every output is computed
-// by the same code whatever the thread count, so results do not depend on it.
+// Both split the output channels over a thread pool (the gemv in shares that
+// threads finish for each other: thread_pool::run_shares); every output is
+// computed by the same code whatever the thread count or the piece it falls
+// in, so results do not depend on either.
 #pragma once
 
 #include <algorithm>
@@ -305,6 +307,15 @@ inline constexpr std::size_t gemv_row_max_rows = 4;
 // before it moves on: 32 bf16 rows of RecurrentGemma's 2560 inputs (160 KiB)
 // come from memory once and from L2 for the other blocks.
 inline constexpr std::size_t gemv_tile_group = 32;
+
+// Weights a thread claims at a time of its share of a gemv
+// (thread_pool::run_shares). Each thread streams its own contiguous share, so
+// the size only sets how finely the last pieces balance and how often a
+// thread claims one: 16 KiB to 256 KiB ran the 2B decode alike, 256 KiB costs
+// the least in matrices that fit in cache. A shared counter handing out small
+// pieces in turn (each thread's reads no longer one sequence) ran the 2B
+// decode at 65-90% of the speed of fixed halves.
+inline constexpr std::size_t gemv_piece_bytes = std::size_t{256} << 10;
 
 // Row n of y's columns for MR activation rows: dot products along weight row
 // n (out x in), four batches in flight so the row streams from memory as one
@@ -993,6 +1004,14 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     const std::size_t tasks = (N + chunk - 1) / chunk;
     parallel_run(threads > 1 ? pool : nullptr, tasks, [&](std::size_t t) { body(t * chunk, std::min(N, (t + 1) * chunk)); });
   };
+  // The memory-bound gemv: output channels in shares that threads finish
+  // for each other (thread_pool::run_shares), claimed gemv_piece_bytes of
+  // weights at a time.
+  auto share_out = [&](std::size_t grain, auto&& body) {
+    if (threads <= 1) return split(grain, body);
+    pool->run_shares(N, grain, std::max<std::size_t>(1, detail::gemv_piece_bytes / (K * sizeof(T) * grain)), body);
+  };
+  const std::size_t grain = M > detail::gemv_row_max_rows ? detail::gemv_tile_group : 4;
 
   if (M >= gemm_min_rows<T, Arch>) {
     using E = detail::packed_element<T, Arch>;
@@ -1043,7 +1062,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
       detail::to_bf16(x.row(m), row + xoff, K);
       std::fill(row + xoff + K, row + ldxb, std::uint16_t{0});
     }
-    split(4, [&](std::size_t n0, std::size_t n1) {
+    share_out(grain, [&](std::size_t n0, std::size_t n1) {
       detail::gemv_out_in<Arch>(x, xb, ldxb, xoff, nullptr, w, bias, y, n0, n1, accumulate);
     });
     return;
@@ -1054,14 +1073,14 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     // Activations on their rows' 16-bit grids [M, ldxq], zero-padded to whole 32-element steps.
     const std::size_t ldxq = detail::int16_grid_stride(K);
     const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, nullptr);
-    split(4, [&](std::size_t n0, std::size_t n1) {
+    share_out(grain, [&](std::size_t n0, std::size_t n1) {
       detail::gemv_out_in<Arch>(x, grid.xq, ldxq, 0, grid.xs, w, bias, y, n0, n1, accumulate);
     });
     return;
   }
 #endif
   const matrix_view<const float> xr = detail::activations_for<T>(x);
-  split(4, [&](std::size_t n0, std::size_t n1) {
+  share_out(grain, [&](std::size_t n0, std::size_t n1) {
     detail::gemv_out_in<Arch>(xr, nullptr, 0, 0, nullptr, w, bias, y, n0, n1, accumulate);
   });
 }
