@@ -51,7 +51,7 @@ constexpr std::size_t bandwidth_bytes = std::size_t{1} << 30;
 
 double read_pass(griffin::thread_pool& pool, const griffin::aligned_vector<float>& buffer) {
   using B = xsimd::batch<float>;
-  constexpr std::size_t piece = (std::size_t{64} << 10) / sizeof(float);  // claimed at a time, as the GEMV's
+  constexpr std::size_t piece = griffin::kernels::detail::gemv_piece_bytes / sizeof(float);  // claimed at a time, as the GEMV's
   std::atomic<double> total{0.0};
   const auto t0 = clock_type::now();
   pool.run_shares(buffer.size(), 4 * B::size, piece / (4 * B::size), [&](std::size_t i0, std::size_t i1) {
