@@ -35,8 +35,9 @@ inline std::size_t hardware_threads() noexcept {
 class thread_pool {
  public:
   /// A pool of `threads` threads in all, the caller included (0 means hardware_threads()).
-  explicit thread_pool(std::size_t threads = 0) : shares_(threads == 0 ? hardware_threads() : threads) {
+  explicit thread_pool(std::size_t threads = 0) {
     const std::size_t n = threads == 0 ? hardware_threads() : threads;
+    shares_ = std::vector<share>(n);
     workers_.reserve(n - 1);
     for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this] { work(); });
   }

@@ -1065,11 +1065,12 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   // The memory-bound gemv: output channels in shares that threads finish
   // for each other (thread_pool::run_shares), claimed gemv_piece_bytes of
   // weights at a time.
-  auto share_out = [&](std::size_t grain, auto&& body) {
-    if (threads <= 1) return split(grain, body);
+  // Shares are whole groups of tile rows for a batch, of 4 rows otherwise.
+  auto share_out = [&](auto&& body) {
+    if (threads <= 1) return body(std::size_t{0}, N);
+    const std::size_t grain = M > detail::gemv_row_max_rows ? detail::gemv_tile_group : 4;
     pool->run_shares(N, grain, std::max<std::size_t>(1, detail::gemv_piece_bytes / (K * sizeof(T) * grain)), body);
   };
-  const std::size_t grain = M > detail::gemv_row_max_rows ? detail::gemv_tile_group : 4;
 
   if (M >= gemm_min_rows<T, Arch>) {
     using E = detail::packed_element<T, Arch>;
@@ -1125,7 +1126,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
       detail::to_bf16(x.row(m), row + xoff, K);
       std::fill(row + xoff + K, row + ldxb, std::uint16_t{0});
     }
-    share_out(grain, [&](std::size_t n0, std::size_t n1) {
+    share_out([&](std::size_t n0, std::size_t n1) {
       detail::gemv_out_in<Arch>(x, xb, ldxb, xoff, nullptr, w, bias, y, n0, n1, accumulate);
     });
     return;
@@ -1136,14 +1137,14 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     // Activations on their rows' 16-bit grids [M, ldxq], zero-padded to whole 32-element steps.
     const std::size_t ldxq = detail::int16_grid_stride(K);
     const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, nullptr);
-    share_out(grain, [&](std::size_t n0, std::size_t n1) {
+    share_out([&](std::size_t n0, std::size_t n1) {
       detail::gemv_out_in<Arch>(x, grid.xq, ldxq, 0, grid.xs, w, bias, y, n0, n1, accumulate);
     });
     return;
   }
 #endif
   const matrix_view<const float> xr = detail::activations_for<T>(x);
-  share_out(grain, [&](std::size_t n0, std::size_t n1) {
+  share_out([&](std::size_t n0, std::size_t n1) {
     detail::gemv_out_in<Arch>(xr, nullptr, 0, 0, nullptr, w, bias, y, n0, n1, accumulate);
   });
 }
