@@ -3,7 +3,9 @@
 // and every misalignment of the pointers; plus worked values of the math.
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "test_util.hpp"
@@ -188,6 +190,43 @@ TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile ed
   }
 }
 TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
+
+// The packed gemm computes every output as one chain over K whatever register
+// tile its token falls in (3, 2 or 1 batches of tokens): a run of rows gives
+// bit for bit the same outputs alone as inside a larger batch, over several K
+// blocks and N past whole panels. (A tile that summed K in two chains to
+// hide the FMA latency would break this; this test says so.)
+template <class Arch, class T>
+void check_gemm_rows_independent(thread_pool* pool) {
+  constexpr std::size_t G = kernels::gemm_min_rows<T, Arch>;
+  const std::size_t M = 100, K = 2 * kernels::detail::gemm_kc<T, Arch> + 6, N = 35;
+  rng r(9);
+  const auto x = r.floats(M * K);
+  const auto w = stored_as<T>(r.floats(N * K));
+  std::vector<float> scale(N, 0.02f);
+  const float* s = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
+  std::vector<float> all(M * N);
+  kernels::matmul<Arch>({x.data(), M, K, K}, kernels::out_in(w.data(), N, K, s), nullptr, {all.data(), M, N, N}, false, pool);
+  for (auto [first, count] : {std::pair{std::size_t{0}, G}, std::pair{M - G, G}, std::pair{std::size_t{52}, std::size_t{48}}}) {
+    CAPTURE(first);
+    CAPTURE(count);
+    std::vector<float> part(count * N);
+    kernels::matmul<Arch>({x.data() + first * K, count, K, K}, kernels::out_in(w.data(), N, K, s), nullptr,
+                          {part.data(), count, N, N}, false, pool);
+    CHECK(std::memcmp(part.data(), all.data() + first * N, part.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE_TEMPLATE_DEFINE("the packed gemm gives a token's outputs bit for bit wherever it falls in the batch", Arch, gemm_rows_id) {
+  griffin_test::require_runnable<Arch>();
+  thread_pool two(2);
+  for (thread_pool* p : {static_cast<thread_pool*>(nullptr), &two}) {
+    check_gemm_rows_independent<Arch, float>(p);
+    check_gemm_rows_independent<Arch, bfloat16>(p);
+    check_gemm_rows_independent<Arch, std::int8_t>(p);
+  }
+}
+TEST_CASE_TEMPLATE_APPLY(gemm_rows_id, griffin_test::test_archs);
 
 // Integer sums at their largest: weights -128 and activations on the ends
 // of their grids (+-32767) over K past the gemv's 8192-element and the

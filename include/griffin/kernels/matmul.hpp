@@ -793,6 +793,16 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
     }
   }
 #endif
+  if constexpr (std::is_same_v<T, bfloat16> && P == 2) {
+    if (w.layout == weight_layout::out_in && K % 2 == 0 && w.stride % 2 == 0) {  // rows already in pairs: copied
+      for (std::size_t i = 0; i < gemm_nr; ++i) {
+        auto* out = reinterpret_cast<bfloat16*>(panel + i * ldp);
+        if (i < rows) std::memcpy(out, w.data + (n0 + i) * w.stride + k0, kc * sizeof(bfloat16));
+        std::fill(out + (i < rows ? kc : 0), out + 2 * ldp, bfloat16{0});
+      }
+      return;
+    }
+  }
   if constexpr (P == 1) {
     if (w.layout == weight_layout::out_in) {  // the common case (int8, float16 rows): converted a batch at a time
       for (std::size_t i = 0; i < gemm_nr; ++i) {
