@@ -79,6 +79,15 @@ void batch_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(bm_matmul<griffin::bfloat16>)->Name("bm_matmul_batch<bfloat16>")->Apply(batch_args);
 BENCHMARK(bm_matmul<std::int8_t>)->Name("bm_matmul_batch<int8_t>")->Apply(batch_args);
 BENCHMARK(bm_matmul<float>)->Name("bm_matmul_batch<float>")->Apply(batch_args);
+// The same from memory: a matrix far larger than the last-level cache (the
+// 7680 x 2560 one may stay there between iterations), as a model's weights
+// are each step; few tokens per weight make the stream, not FLOPs, the limit.
+void stream_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (long M : {1, 16, 32, 64}) b->Args({M, 65536, 2560, 2});
+  b->UseRealTime();
+}
+BENCHMARK(bm_matmul<griffin::bfloat16>)->Name("bm_matmul_stream<bfloat16>")->Apply(stream_args);
 
 // Multi-query attention of one batch row on one thread: T queries of H heads
 // (head dim hd) over n cached keys and values, the ~1B MQA model's shape of
