@@ -199,7 +199,7 @@ TEST_CASE_TEMPLATE_APPLY(matmul_id, griffin_test::test_archs);
 template <class Arch, class T>
 void check_gemm_rows_independent(thread_pool* pool) {
   constexpr std::size_t G = kernels::gemm_min_rows<T, Arch>;
-  const std::size_t M = 100, K = 2 * kernels::detail::gemm_kc<T, Arch> + 6, N = 35;
+  const std::size_t M = 2 * G + 68, K = 2 * kernels::detail::gemm_kc<T, Arch> + 6, N = 35;
   rng r(9);
   const auto x = r.floats(M * K);
   const auto w = stored_as<T>(r.floats(N * K));
@@ -207,7 +207,7 @@ void check_gemm_rows_independent(thread_pool* pool) {
   const float* s = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
   std::vector<float> all(M * N);
   kernels::matmul<Arch>({x.data(), M, K, K}, kernels::out_in(w.data(), N, K, s), nullptr, {all.data(), M, N, N}, false, pool);
-  for (auto [first, count] : {std::pair{std::size_t{0}, G}, std::pair{M - G, G}, std::pair{std::size_t{52}, std::size_t{48}}}) {
+  for (auto [first, count] : {std::pair{std::size_t{0}, G}, std::pair{M - G, G}, std::pair{std::size_t{52}, std::max(G, std::size_t{48})}}) {
     CAPTURE(first);
     CAPTURE(count);
     std::vector<float> part(count * N);
@@ -239,7 +239,7 @@ TEST_CASE_TEMPLATE_DEFINE("int8 matmul sums the largest products over long rows 
   for (std::size_t k = 0; k < K; k += 3) w[2 * K + k] = 127;  // one row of mixed signs
   const std::vector<float> scale(N, 1e-3f);
   thread_pool two(2);
-  for (std::size_t M : {1u, 6u, 40u}) {
+  for (std::size_t M : {std::size_t{1}, std::size_t{6}, std::size_t{40}, kernels::gemm_min_rows<std::int8_t, Arch> + 4}) {
     CAPTURE(M);
     std::vector<float> x(M * K);
     for (std::size_t m = 0; m < M; ++m)

@@ -1070,11 +1070,13 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 }  // namespace detail
 
 /// Activation rows from which matmul packs them for the compute-bound path
-/// (below it, the gemv). Where the two meet on Zen 5 (7680 x 2560, 2 threads):
-/// bf16 at 16; int8 on VNNI at 32, its packed gemm converting weight panels
-/// to int16 that the gemv tile widens in registers.
+/// (below it, the gemv). Where the two meet on Zen 5 with the weights coming
+/// from memory, as a model's do (65536 x 2560, 2 threads): bf16 at 16; int8
+/// on VNNI at 96, its packed gemm converting weight panels to int16 that the
+/// gemv tile widens in registers (at 32-64 tokens the tile is 15-35% faster,
+/// equal at 96-128; a 7680 x 2560 matrix that stays in cache put it at 32).
 template <class T, class Arch = default_arch>
-inline constexpr std::size_t gemm_min_rows = detail::int16_pairs<T, Arch> ? 32 : 16;
+inline constexpr std::size_t gemm_min_rows = detail::int16_pairs<T, Arch> ? 96 : 16;
 
 /// SIMD kernel with the contract of `matmul_scalar`, its output channels
 /// split over `pool` (or run on the calling thread when null). Rows of x and
