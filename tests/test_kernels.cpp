@@ -169,6 +169,29 @@ TEST_CASE_TEMPLATE_DEFINE("load_batch converts bf16 and f16 weights exactly at e
 }
 TEST_CASE_TEMPLATE_APPLY(load_id, griffin_test::test_archs);
 
+// The in x out gemv's column chunks (their sums held in a buffer while
+// weight rows pass KB at a time): N past one chunk for every block of
+// activation rows, with a partial batch at the end; K with and without a
+// remainder of rows; strided weight rows (stride > N).
+template <class Arch, class T>
+void check_gemv_in_out_chunks(thread_pool* pool) {
+  rng r(12);
+  constexpr std::size_t L = kernels::lanes<Arch>;
+  for (std::size_t M : {1u, 2u, 3u, 4u, 5u})
+    for (std::size_t K : {1u, 8u, 11u}) {
+      const std::size_t N = kernels::detail::gemv_in_out_floats / std::min<std::size_t>(M, 4) + 2 * L + 3, stride = N + 5;
+      CAPTURE(M);
+      CAPTURE(K);
+      const auto x = r.floats(M * K), bias = r.floats(N), init = r.floats(M * N);
+      const auto w = stored_as<T>(r.floats(K * stride));
+      const kernels::weights_view<T> wv{w.data(), N, K, stride, weight_layout::in_out, nullptr};
+      std::vector<float> y = init, ref = init;
+      kernels::matmul<Arch>({x.data(), M, K, K}, wv, bias.data(), {y.data(), M, N, N}, true, pool);
+      kernels::matmul_scalar({x.data(), M, K, K}, wv, bias.data(), {ref.data(), M, N, N}, true);
+      CHECK(max_abs_diff(y, ref) <= 1e-6f * static_cast<float>(K + 8));
+    }
+}
+
 TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride, offset, type, layout and path",
                           Arch, matmul_id) {
   griffin_test::require_runnable<Arch>();
@@ -181,6 +204,12 @@ TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile ed
   SUBCASE("bf16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, bfloat16>(p); }); }
   SUBCASE("f16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, float16>(p); }); }
   SUBCASE("int8 weights") { both([](thread_pool* p) { check_matmul_for<Arch, std::int8_t>(p); }); }
+  SUBCASE("in x out weights past one column chunk") {
+    both([](thread_pool* p) {
+      check_gemv_in_out_chunks<Arch, float>(p);
+      check_gemv_in_out_chunks<Arch, bfloat16>(p);
+    });
+  }
   SUBCASE("weights at every misalignment") {
     both([](thread_pool* p) {
       check_matmul_misaligned<Arch, float>(p);

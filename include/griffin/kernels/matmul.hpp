@@ -642,50 +642,60 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
     });
 }
 
-// One MR x (NV batches) tile of y for in x out weights: y[m, n0 ..]
-// accumulates x[m, k] * w[k, n0 ..] over k, vectorised over n.
-template <class Arch, std::size_t MR, std::size_t NV, class T>
-inline void gemv_in_out_tile(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
-                             std::size_t m0, std::size_t n0, bool accumulate) {
-  using B = batch<Arch>;
-  constexpr std::size_t L = B::size;
-  B acc[MR * NV];
-  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = B(0.0f);
-  for (std::size_t k = 0; k < x.cols; ++k) {
-    B wv[NV];
-    GRIFFIN_UNROLL for (std::size_t j = 0; j < NV; ++j) wv[j] = load_batch<Arch>(w.data + k * w.stride + n0 + j * L);
-    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
-      const B xv(x.row(m0 + i)[k]);
-      GRIFFIN_UNROLL for (std::size_t j = 0; j < NV; ++j) acc[i * NV + j] = xsimd::fma(xv, wv[j], acc[i * NV + j]);
-    }
-  }
-  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
-    GRIFFIN_UNROLL for (std::size_t j = 0; j < NV; ++j) {
-      float* out = y.row(m0 + i) + n0 + j * L;
-      B v = acc[i * NV + j];
-      if (w.scale) v = v * B::load_unaligned(w.scale + n0 + j * L);
-      if (bias) v = v + B::load_unaligned(bias + n0 + j * L);
-      if (accumulate) v = v + B::load_unaligned(out);
-      v.store_unaligned(out);
-    }
-}
+// Output channels [n0, n1) of an in x out gemv, y[m, n] = sum_k x[m, k] w[k, n]:
+// one fma chain over k for each output, as matmul_scalar sums. Columns go in
+// chunks of gemv_in_out_floats / MR whose sums for the MR activation rows
+// stay in L1 (acc [MR][chunk]); KB weight rows at a time are read along the
+// chunk, each sum loaded and stored once per KB rows. (A register tile of 32
+// columns that read 64 B of each weight row in turn, N elements apart,
+// decoded a 61440 x 2560 bf16 matrix at a quarter of the out x in speed; one
+// row at a time along the chunk was no better: two sum moves per weight.)
+inline constexpr std::size_t gemv_in_out_floats = 4096;
 
-// Output channels [n0, n1) of an in x out gemv.
 template <class Arch, class T>
 inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
                         std::size_t n0, std::size_t n1, bool accumulate) {
-  constexpr std::size_t L = lanes<Arch>;
+  using B = batch<Arch>;
+  constexpr std::size_t L = B::size;
+  struct acc_tag;
+  float* acc = thread_buffer<acc_tag, float>(gemv_in_out_floats);
+  const std::size_t K = x.cols;
   for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
-    constexpr std::size_t MR = decltype(mr)::value;
-    std::size_t n = n0;
-    for (; n + 2 * L <= n1; n += 2 * L) gemv_in_out_tile<Arch, MR, 2>(x, w, bias, y, m, n, accumulate);
-    for (; n + L <= n1; n += L) gemv_in_out_tile<Arch, MR, 1>(x, w, bias, y, m, n, accumulate);
-    for (; n < n1; ++n)
-      GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
-        float acc = 0.0f;
-        for (std::size_t k = 0; k < x.cols; ++k) acc += x.row(m + i)[k] * w.at(n, k);
-        store_output(acc, w.scale, bias, n, y.row(m + i)[n], accumulate);
-      }
+    constexpr std::size_t MR = decltype(mr)::value, C = gemv_in_out_floats / MR / L * L;
+    // KB weight rows x MR activations broadcast: at most 16 registers.
+    constexpr std::size_t KB = MR <= 2 ? 8 : 4;
+    for (std::size_t c0 = n0; c0 < n1; c0 += C) {
+      const std::size_t c1 = std::min(n1, c0 + C), cv = c0 + (c1 - c0) / L * L;  // whole batches: [c0, cv)
+      std::fill(acc, acc + MR * C, 0.0f);
+      const auto rows = [&](auto kb, std::size_t k) {  // weight rows k .. k + kb into the sums
+        constexpr std::size_t R = decltype(kb)::value;
+        const T* wk[R];
+        float xs[MR][R];
+        B xv[MR][R];
+        GRIFFIN_UNROLL for (std::size_t r = 0; r < R; ++r) wk[r] = w.data + (k + r) * w.stride;
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+          GRIFFIN_UNROLL for (std::size_t r = 0; r < R; ++r) xv[i][r] = B(xs[i][r] = x.row(m + i)[k + r]);
+        std::size_t n = c0;
+        for (; n < cv; n += L) {
+          B wv[R];
+          GRIFFIN_UNROLL for (std::size_t r = 0; r < R; ++r) wv[r] = load_batch<Arch>(wk[r] + n);
+          GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
+            float* a = acc + i * C + (n - c0);
+            B v = B::load_aligned(a);
+            GRIFFIN_UNROLL for (std::size_t r = 0; r < R; ++r) v = xsimd::fma(xv[i][r], wv[r], v);
+            v.store_aligned(a);
+          }
+        }
+        for (; n < c1; ++n)
+          GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+            GRIFFIN_UNROLL for (std::size_t r = 0; r < R; ++r) acc[i * C + (n - c0)] += xs[i][r] * load_scalar(wk[r], n);
+      };
+      std::size_t k = 0;
+      for (; k + KB <= K; k += KB) rows(std::integral_constant<std::size_t, KB>{}, k);
+      for (; k < K; ++k) rows(std::integral_constant<std::size_t, 1>{}, k);
+      for (std::size_t i = 0; i < MR; ++i)
+        for (std::size_t n = c0; n < c1; ++n) store_output(acc[i * C + (n - c0)], w.scale, bias, n, y.row(m + i)[n], accumulate);
+    }
   });
 }
 
