@@ -849,8 +849,47 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
       return;
     }
   }
+  std::size_t kp_done = 0;  // panel columns [0, kp_done) written below
+#if defined(__AVX2__)
+  if constexpr ((std::is_same_v<T, float> && P == 1) || (std::is_same_v<T, bfloat16> && P == 2)) {
+    static_assert(gemm_nr == 8);
+    if (w.layout == weight_layout::in_out && rows == gemm_nr) {
+      // [in, out] rows: the panel's 8 elements (or bf16 pairs) of k' side by
+      // side in one 256-bit word vector, 8 of them transposed in registers
+      // into 8 k' of each panel row.
+      for (; kp_done + 8 <= kc / P; kp_done += 8) {
+        __m256i v[8];
+        for (std::size_t j = 0; j < 8; ++j) {
+          const std::size_t k = k0 + (kp_done + j) * P;
+          if constexpr (P == 1) {
+            v[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.data + k * w.stride + n0));
+          } else {  // the pair (w[k][n], w[k + 1][n]) as one word, k in the low half
+            const __m128i even = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + k * w.stride + n0));
+            const __m128i odd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + (k + 1) * w.stride + n0));
+            v[j] = _mm256_set_m128i(_mm_unpackhi_epi16(even, odd), _mm_unpacklo_epi16(even, odd));
+          }
+        }
+        __m256i t[8], u[8];
+        for (std::size_t j = 0; j < 8; j += 2) {
+          t[j] = _mm256_unpacklo_epi32(v[j], v[j + 1]);
+          t[j + 1] = _mm256_unpackhi_epi32(v[j], v[j + 1]);
+        }
+        for (std::size_t j = 0; j < 8; j += 4) {
+          u[j] = _mm256_unpacklo_epi64(t[j], t[j + 2]);
+          u[j + 1] = _mm256_unpackhi_epi64(t[j], t[j + 2]);
+          u[j + 2] = _mm256_unpacklo_epi64(t[j + 1], t[j + 3]);
+          u[j + 3] = _mm256_unpackhi_epi64(t[j + 1], t[j + 3]);
+        }
+        for (std::size_t i = 0; i < 4; ++i) {  // u[i] lanes: rows i (low half) and i + 4 (high) of k' 0-3, u[i + 4] of k' 4-7
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + i * ldp + kp_done), _mm256_permute2x128_si256(u[i], u[i + 4], 0x20));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (i + 4) * ldp + kp_done), _mm256_permute2x128_si256(u[i], u[i + 4], 0x31));
+        }
+      }
+    }
+  }
+#endif
   for (std::size_t i = 0; i < gemm_nr; ++i)
-    for (std::size_t kp = 0; kp < ldp; ++kp) {
+    for (std::size_t kp = kp_done; kp < ldp; ++kp) {
       const std::size_t k = k0 + kp * P;
       auto value = [&](std::size_t kk) { return i < rows && kk < k0 + kc && kk < K ? w.at(n0 + i, kk) : 0.0f; };
       if constexpr (int16_pairs<T, Arch>)
