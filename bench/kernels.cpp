@@ -84,10 +84,11 @@ BENCHMARK(bm_matmul<float>)->Name("bm_matmul_batch<float>")->Apply(batch_args);
 // are each step; few tokens per weight make the stream, not FLOPs, the limit.
 void stream_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"M", "N", "K", "threads"});
-  for (long M : {1, 16, 32, 64}) b->Args({M, 65536, 2560, 2});
+  for (long M : {1, 4, 8, 16, 32, 64}) b->Args({M, 65536, 2560, 2});
   b->UseRealTime();
 }
 BENCHMARK(bm_matmul<griffin::bfloat16>)->Name("bm_matmul_stream<bfloat16>")->Apply(stream_args);
+BENCHMARK(bm_matmul<std::int8_t>)->Name("bm_matmul_stream<int8_t>")->Apply(stream_args);
 
 // Multi-query attention of one batch row on one thread: T queries of H heads
 // (head dim hd) over n cached keys and values, the ~1B MQA model's shape of
