@@ -15,7 +15,9 @@
 //     maximum / 32767 apart: a relative error of 2^-16 of the row's largest
 //     value), products summed, times the channel's scale. With AVX512-VNNI
 //     every path sums the integer products exactly (vpdpwssd) and moves the
-//     sums to float once per 8192 (gemv) or 512 (gemm) elements of K.
+//     sums to float once per 8192 (gemv) or 512 (gemm) elements of K; on
+//     AVX2 the out x in gemv does (vpmaddwd, once per 4096), the gemm sums
+//     the products as floats.
 //
 // Two paths, chosen by the number of activation rows M:
 //   gemv (M < gemm_min_rows: decode steps, small batches): each output is a
@@ -303,6 +305,18 @@ inline int16_grid_rows to_int16_grid_rows(matrix_view<const float> x, std::size_
 // alone against them (decode); from here to gemm_min_rows, in tiles of
 // weight rows (batched decode).
 inline constexpr std::size_t gemv_row_max_rows = 4;
+// True when the out x in gemv takes int8 weights as exact integer sums over
+// activations on their 16-bit grids: vpdpwssd (AVX512-VNNI) or vpmaddwd
+// (AVX2, gemv_row_madd).
+template <class T, class Arch>
+inline constexpr bool int16_gemv = std::is_same_v<T, std::int8_t> &&
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+                                   (std::is_base_of_v<xsimd::avx512bw, Arch> || std::is_base_of_v<xsimd::avx2, Arch>);
+#elif defined(__AVX2__)
+                                   std::is_base_of_v<xsimd::avx2, Arch>;
+#else
+                                   false;
+#endif
 // Weight rows a batched gemv runs against every block of activation rows
 // before it moves on: 32 bf16 rows of RecurrentGemma's 2560 inputs (160 KiB)
 // come from memory once and from L2 for the other blocks.
@@ -577,6 +591,56 @@ inline void gemv_tile_vnni(const std::int16_t* xq, std::size_t ldxq, const float
 }
 #endif
 
+#if defined(__AVX2__)
+// int8 weights on AVX2 (no VNNI): the same exact integer sums as
+// gemv_row_vnni, from vpmaddwd (two int16 products summed into an int32
+// lane) and vpaddd, 16 weights a step widened with vpmovsxbw; xq, ldxq and
+// xs as there (rows 64-byte aligned, zeros past K). Each of the U
+// accumulators takes at most 128 steps of two products of at most
+// 128 * 32767 before its sums move to float: below 2^31. It replaces the
+// float path (widen to int32, convert, FMA: 12 operations per 32 weights
+// against 6): 65536 x 2560 on an AVX2 Zen 3, 2 threads, builds alternating:
+// batch 1 16-21 -> 19-24 GB/s, batch 2 13-17 -> 20-22, batch 4 6-10 -> 13-16
+// (docs/09-performance.md).
+template <std::size_t MR>
+inline void gemv_row_madd(const std::int16_t* xq, std::size_t ldxq, const float* xs, weights_view<std::int8_t> w,
+                          const float* bias, matrix_view<float> y, std::size_t m0, std::size_t n, bool accumulate) {
+  constexpr std::size_t U = 2, chunk = 128 * 16 * U;
+  const std::size_t K = w.in;
+  __m256 total[MR];
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) total[i] = _mm256_setzero_ps();
+  const std::int8_t* wr = w.data + n * w.stride;
+  for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
+    const std::size_t c1 = std::min(K, c0 + chunk);
+    __m256i acc[MR][U];
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) acc[i][u] = _mm256_setzero_si256();
+    std::size_t k = c0;
+    for (; k + 16 * U <= c1; k += 16 * U)
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
+        const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + k + 16 * u)));
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+          acc[i][u] = _mm256_add_epi32(acc[i][u], _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + (m0 + i) * ldxq + k + 16 * u)), wv));
+      }
+    for (; k < c1; k += 16) {  // the last 1-31 weights: not read past the row
+      alignas(16) std::int8_t last[16] = {};
+      std::memcpy(last, wr + k, std::min<std::size_t>(16, c1 - k));
+      const __m256i wv = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(last)));
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + (m0 + i) * ldxq + k)), wv));
+    }
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
+      GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) total[i] = _mm256_add_ps(total[i], _mm256_cvtepi32_ps(acc[i][u]));
+  }
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(total[i]), _mm256_extractf128_ps(total[i], 1));
+    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    const float sum = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+    store_output(sum * xs[m0 + i], w.scale, bias, n, y.row(m0 + i)[n], accumulate);
+  }
+}
+#endif
+
 // f(integral_constant<MR>, i) for whole blocks of MR from `first`, then once
 // with the remainder (1 .. MR-1) as its compile-time size.
 template <std::size_t MR, class F>
@@ -654,6 +718,12 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
       if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
         gemv_row_vnni<decltype(mr)::value>(static_cast<const std::int16_t*>(xb), ldxb, xs, w, bias, y, m, n, accumulate);
+        return;
+      }
+#endif
+#if defined(__AVX2__)
+      if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx2, Arch>) {
+        gemv_row_madd<decltype(mr)::value>(static_cast<const std::int16_t*>(xb), ldxb, xs, w, bias, y, m, n, accumulate);
         return;
       }
 #endif
@@ -1238,8 +1308,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     return;
   }
 #endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+  if constexpr (detail::int16_gemv<T, Arch>) {
     // Activations on their rows' 16-bit grids [M, ldxq], zero-padded to whole 32-element steps.
     const std::size_t ldxq = detail::int16_grid_stride(K);
     const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, nullptr);
@@ -1248,7 +1317,6 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     });
     return;
   }
-#endif
   const matrix_view<const float> xr = detail::activations_for<T>(x);
   share_out([&](std::size_t n0, std::size_t n1) {
     detail::gemv_out_in<Arch>(xr, nullptr, 0, 0, nullptr, w, bias, y, n0, n1, accumulate);
