@@ -10,8 +10,9 @@
 //   decode:  the memory-bandwidth roofline, bandwidth / bytes read per token
 //            (every weight once, plus the KV cache entries attended to);
 //   prefill: the peak of the arithmetic the weights compute with (bf16 dot
-//            products for bf16 weights, int16 dot products (vpdpwssd) for
-//            int8 weights on AVX512-VNNI, f32 FMA otherwise).
+//            products for bf16 weights on AVX512-BF16, int16 dot products
+//            for int8 weights (vpdpwssd on AVX512-VNNI, vpmaddwd on AVX2),
+//            f32 FMA otherwise).
 // Bandwidth and peaks are measured here, with the same thread count.
 #include <algorithm>
 #include <atomic>
@@ -82,9 +83,9 @@ double median(std::vector<double> v) {
 }
 
 // The arithmetic a GEMM runs on: f32 FMA, bf16 dot products (AVX512-BF16)
-// or int16 dot products (AVX512-VNNI vpdpwssd, int8 weights). Where the
-// dot-product instructions are missing, bf16 and int8 weights are multiplied
-// with f32 FMA, and that is the peak they are compared with.
+// or int16 dot products (int8 weights: AVX512-VNNI vpdpwssd, AVX2 vpmaddwd +
+// vpaddd). Where the bf16 instruction is missing, bf16 weights are
+// multiplied with f32 FMA, and that is the peak they are compared with.
 enum class arithmetic { f32, bf16, int16 };
 #if defined(__AVX512BF16__)
 inline constexpr bool has_bf16_dot = true;
@@ -133,7 +134,21 @@ float peak_loop(std::size_t iterations, float seed) {
   for (std::size_t i = 1; i < 24; ++i) s = _mm512_add_ps(s, _mm512_add_ps(acc[i], _mm512_cvtepi32_ps((__m512i)iacc[i])));
   return _mm512_reduce_add_ps(s);
 #else
-  static_assert(A == arithmetic::f32, "bf16 and int16 dot products need AVX-512");
+  static_assert(A != arithmetic::bf16, "bf16 dot products need AVX512-BF16");
+#if defined(__AVX2__)
+  if constexpr (A == arithmetic::int16) {  // vpmaddwd + vpaddd, as the AVX2 int8 GEMM runs
+    __m256i acc[peak_accumulators];
+    for (auto& a : acc) a = _mm256_set1_epi32(static_cast<int>(seed));
+    const __m256i xb = _mm256_set1_epi32(0x32ab32ab);
+    for (std::size_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 24
+      for (std::size_t j = 0; j < peak_accumulators; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(xb, xb));
+    }
+    __m256i s = acc[0];
+    for (std::size_t i = 1; i < peak_accumulators; ++i) s = _mm256_add_epi32(s, acc[i]);
+    return static_cast<float>(_mm256_extract_epi32(s, 0));
+  }
+#endif
   peak_batch acc[peak_accumulators];
   for (auto& a : acc) a = peak_batch(seed);
   const peak_batch x(1e-8f);
@@ -261,7 +276,7 @@ int main(int argc, char** argv) try {
                 l.bandwidth / 1e9, l.peak_f32 / 1e9);
     if (has_bf16_dot) std::printf(", bf16 dot %.0f", l.peak_bf16 / 1e9);
     if (has_int16_dot) std::printf(", int16 dot %.0f", l.peak_int16 / 1e9);
-    std::printf("%s\n", has_bf16_dot && has_int16_dot ? "" : " (bf16 and int8 weights multiply with f32 FMA here)");
+    std::printf("%s\n", has_bf16_dot ? "" : has_int16_dot ? " (bf16 weights multiply with f32 FMA here)" : " (bf16 and int8 weights multiply with f32 FMA here)");
   }
   std::puts("");
   std::printf("%-6s %-7s %10s %12s %10s %12s %12s %10s %10s\n", "weights", "threads", "weight GB", "prefill t/s",

@@ -16,8 +16,7 @@
 //     value), products summed, times the channel's scale. With AVX512-VNNI
 //     every path sums the integer products exactly (vpdpwssd) and moves the
 //     sums to float once per 8192 (gemv) or 512 (gemm) elements of K; on
-//     AVX2 the out x in gemv does (vpmaddwd, once per 4096), the gemm sums
-//     the products as floats.
+//     AVX2 the out x in gemv (vpmaddwd, once per 4096) and the gemm do too.
 //
 // Two paths, chosen by the number of activation rows M:
 //   gemv (M < gemm_min_rows: decode steps, small batches): each output is a
@@ -792,13 +791,16 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
 
 // True when int8 weights run the packed gemm on integers: activations on
 // their rows' 16-bit grids (as the gemv takes them), weights widened to
-// int16, pairs multiplied and summed exactly by vpdpwssd.
+// int16, pairs multiplied and summed exactly by vpdpwssd (AVX512-VNNI) or
+// vpmaddwd + vpaddd (AVX2).
 template <class T, class Arch>
-inline constexpr bool int16_pairs =
+inline constexpr bool int16_pairs = std::is_same_v<T, std::int8_t> &&
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx512bw, Arch>;
+                                    (std::is_base_of_v<xsimd::avx512bw, Arch> || std::is_base_of_v<xsimd::avx2, Arch>);
+#elif defined(__AVX2__)
+                                    std::is_base_of_v<xsimd::avx2, Arch>;
 #else
-    false;
+                                    false;
 #endif
 
 // Cache blocking (elements of K, tokens, weight rows) and the register tile.
@@ -807,8 +809,8 @@ inline constexpr bool int16_pairs =
 // runs (1024: 2 KiB) and streams better from memory; at 16 to 64 tokens, where
 // the weight stream limits, that is 1.3-1.5x against 256 (measured on Zen 5,
 // docs/09-performance.md). Converted panels (int8, float16, f32 rows) keep
-// 256, where their panel stays in L1. int8 with VNNI: 512, so that no int32
-// sum of one block (256 pairs) can overflow (see gemm_micro).
+// 256, where their panel stays in L1. int8 on integers (int16_pairs): 512,
+// so that no int32 sum of one block (256 pairs) can overflow (see gemm_micro).
 template <class T, class Arch = default_arch>
 inline constexpr std::size_t gemm_kc = bf16_activations<T> ? 1024 : int16_pairs<T, Arch> ? 512 : 256;
 inline constexpr std::size_t gemm_mc = 384;
@@ -828,7 +830,8 @@ inline constexpr std::size_t gemm_prefetch_bytes = 256;
 inline constexpr std::size_t gemm_prefetch_max_tokens = 32;
 
 // What the packed kernel multiplies: floats, or pairs of bf16 (vdpbf16ps) or
-// of int16 (vpdpwssd: int8 weights) in 32-bit words, the even k in the low half.
+// of int16 (int8 weights: vpdpwssd, vpmaddwd) in 32-bit words, the even k in
+// the low half.
 template <class T, class Arch = default_arch>
 using packed_element = std::conditional_t<bf16_activations<T> || int16_pairs<T, Arch>, std::uint32_t, float>;
 
@@ -892,7 +895,7 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
   constexpr std::size_t P = k_per_element<T, Arch>;
   const std::size_t K = w.in;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if constexpr (int16_pairs<T, Arch>) {
+  if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     if (w.layout == weight_layout::out_in) {  // each row widened to int16, 32 at a time: the words are its pairs
       for (std::size_t i = 0; i < gemm_nr; ++i) {
         auto* out = reinterpret_cast<std::int16_t*>(panel + i * ldp);
@@ -905,6 +908,26 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
           const __mmask32 mask = mask_below(kc - k);
           _mm512_mask_storeu_epi16(out + k, mask, _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src + k)));
         }
+        std::fill(out + kc, out + 2 * ldp, std::int16_t{0});
+      }
+      return;
+    }
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx2, Arch>) {
+    if (w.layout == weight_layout::out_in) {  // each row widened to int16, 16 at a time (the last few element by element)
+      for (std::size_t i = 0; i < gemm_nr; ++i) {
+        auto* out = reinterpret_cast<std::int16_t*>(panel + i * ldp);
+        if (i >= rows) {
+          std::fill(out, out + 2 * ldp, std::int16_t{0});
+          continue;
+        }
+        const std::int8_t* src = w.data + (n0 + i) * w.stride + k0;
+        std::size_t k = 0;
+        for (; k + 16 <= kc; k += 16)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k))));
+        for (; k < kc; ++k) out[k] = src[k];
         std::fill(out + kc, out + 2 * ldp, std::int16_t{0});
       }
       return;
@@ -1002,7 +1025,7 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
                        bool load_c, [[maybe_unused]] bool prefetch) {
   constexpr std::size_t NR = gemm_nr;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if constexpr (int16_pairs<T, Arch>) {
+  if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     assert(kpn <= 256);
     // __v16si, the type the instruction's builtin takes: with __m512i
     // accumulators GCC 12 kept them on the stack (a third of the speed).
@@ -1022,6 +1045,35 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
         const __m512 sum = _mm512_cvtepi32_ps((__m512i)acc[i][j]);
         _mm512_store_ps(c + (i * MV + j) * 16, load_c ? _mm512_add_ps(_mm512_load_ps(c + (i * MV + j) * 16), sum) : sum);
       }
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx2, Arch>) {
+    assert(kpn <= 256);
+    // vpmaddwd + vpaddd: the same exact sums with 8 lanes. The tile's rows
+    // go 4 at a time (12 accumulators of AVX2's 16 registers; all 8 spilled).
+    constexpr std::size_t NG = NR / 2, L = 8;
+    GRIFFIN_UNROLL for (std::size_t g = 0; g < NR; g += NG) {
+      __m256i acc[NG][MV];
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < NG; ++i)
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = _mm256_setzero_si256();
+      const E* pg = panel + g * ldp;
+      for (std::size_t kp = 0; kp < kpn; ++kp) {
+        __m256i av[MV];
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) av[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + kp * lda + j * L));
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < NG; ++i) {
+          const __m256i wb = _mm256_set1_epi32(static_cast<int>(load_u32(pg + i * ldp + kp)));
+          GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(av[j], wb));
+        }
+      }
+      GRIFFIN_UNROLL for (std::size_t i = 0; i < NG; ++i)
+        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) {
+          float* out = c + ((g + i) * MV + j) * L;
+          const __m256 sum = _mm256_cvtepi32_ps(acc[i][j]);
+          _mm256_store_ps(out, load_c ? _mm256_add_ps(_mm256_load_ps(out), sum) : sum);
+        }
+    }
     return;
   }
 #endif
@@ -1213,6 +1265,8 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 /// on VNNI at 96, its packed gemm converting weight panels to int16 that the
 /// gemv tile widens in registers (at 32-64 tokens the tile is 15-35% faster,
 /// equal at 96-128; a 7680 x 2560 matrix that stays in cache put it at 32).
+/// int8 on AVX2 (vpmaddwd rows against the vpmaddwd gemm, AVX2 Zen 3): level
+/// at 48-96, the gemm ahead from 128, so 96 there too.
 template <class T, class Arch = default_arch>
 inline constexpr std::size_t gemm_min_rows = detail::int16_pairs<T, Arch> ? 96 : 16;
 
