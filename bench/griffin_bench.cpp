@@ -142,7 +142,8 @@ float peak_loop(std::size_t iterations, float seed) {
     const __m256i xb = _mm256_set1_epi32(0x32ab32ab);
     for (std::size_t i = 0; i < iterations; ++i) {
 #pragma GCC unroll 24
-      for (std::size_t j = 0; j < peak_accumulators; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(xb, xb));
+      for (std::size_t j = 0; j < peak_accumulators; ++j)  // madd of the accumulator: madd(xb, xb) would be hoisted
+        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(acc[j], xb));
     }
     __m256i s = acc[0];
     for (std::size_t i = 1; i < peak_accumulators; ++i) s = _mm256_add_epi32(s, acc[i]);
