@@ -304,17 +304,18 @@ inline int16_grid_rows to_int16_grid_rows(matrix_view<const float> x, std::size_
 // alone against them (decode); from here to gemm_min_rows, in tiles of
 // weight rows (batched decode).
 inline constexpr std::size_t gemv_row_max_rows = 4;
-// True when the out x in gemv takes int8 weights as exact integer sums over
-// activations on their 16-bit grids: vpdpwssd (AVX512-VNNI) or vpmaddwd
-// (AVX2, gemv_row_madd).
+// True when int8 weights run on integers, in the gemv and the packed gemm:
+// activations on their rows' 16-bit grids, weights widened to int16, pairs
+// multiplied and summed exactly by vpdpwssd (AVX512-VNNI) or vpmaddwd +
+// vpaddd (AVX2: gemv_row_madd, gemm_micro).
 template <class T, class Arch>
-inline constexpr bool int16_gemv = std::is_same_v<T, std::int8_t> &&
+inline constexpr bool int16_pairs = std::is_same_v<T, std::int8_t> &&
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-                                   (std::is_base_of_v<xsimd::avx512bw, Arch> || std::is_base_of_v<xsimd::avx2, Arch>);
+                                    (std::is_base_of_v<xsimd::avx512bw, Arch> || std::is_base_of_v<xsimd::avx2, Arch>);
 #elif defined(__AVX2__)
-                                   std::is_base_of_v<xsimd::avx2, Arch>;
+                                    std::is_base_of_v<xsimd::avx2, Arch>;
 #else
-                                   false;
+                                    false;
 #endif
 // Weight rows a batched gemv runs against every block of activation rows
 // before it moves on: 32 bf16 rows of RecurrentGemma's 2560 inputs (160 KiB)
@@ -789,20 +790,6 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
 
 // ---- gemm: packed activations, weights broadcast from their rows -------------
 
-// True when int8 weights run the packed gemm on integers: activations on
-// their rows' 16-bit grids (as the gemv takes them), weights widened to
-// int16, pairs multiplied and summed exactly by vpdpwssd (AVX512-VNNI) or
-// vpmaddwd + vpaddd (AVX2).
-template <class T, class Arch>
-inline constexpr bool int16_pairs = std::is_same_v<T, std::int8_t> &&
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-                                    (std::is_base_of_v<xsimd::avx512bw, Arch> || std::is_base_of_v<xsimd::avx2, Arch>);
-#elif defined(__AVX2__)
-                                    std::is_base_of_v<xsimd::avx2, Arch>;
-#else
-                                    false;
-#endif
-
 // Cache blocking (elements of K, tokens, weight rows) and the register tile.
 // K block: even, so bf16 pairs never straddle blocks. bf16 rows are broadcast
 // in place from the weights, so a longer block reads each weight row in longer
@@ -887,6 +874,28 @@ template <class T>
   return std::is_same_v<T, bfloat16> && w.layout == weight_layout::out_in && w.in % 2 == 0 && w.stride % 2 == 0;
 }
 
+// out[k] = src[k] for k < n, int8 widened to int16: 32 at a time (masked)
+// on AVX-512, 16 at a time and the rest one by one on AVX2.
+template <class Arch>
+inline void widen_to_int16(const std::int8_t* src, std::int16_t* out, std::size_t n) noexcept {
+  std::size_t k = 0;
+#if defined(__AVX512BW__)
+  if constexpr (std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    for (; k < n; k += 32) {
+      const __mmask32 mask = mask_below(n - k);
+      _mm512_mask_storeu_epi16(out + k, mask, _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src + k)));
+    }
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (std::is_base_of_v<xsimd::avx2, Arch>)
+    for (; k + 16 <= n; k += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k))));
+#endif
+  for (; k < n; ++k) out[k] = src[k];
+}
+
 // Weight rows [n0, n0 + rows) x k in [k0, k0 + kc) as a panel of
 // gemm_nr rows of packed elements (zero past the matrix).
 template <class Arch, class T>
@@ -894,46 +903,20 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
                           packed_element<T, Arch>* panel, std::size_t ldp) {
   constexpr std::size_t P = k_per_element<T, Arch>;
   const std::size_t K = w.in;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-    if (w.layout == weight_layout::out_in) {  // each row widened to int16, 32 at a time: the words are its pairs
+  if constexpr (int16_pairs<T, Arch>) {
+    if (w.layout == weight_layout::out_in) {  // each row widened to int16: the words are its pairs
       for (std::size_t i = 0; i < gemm_nr; ++i) {
         auto* out = reinterpret_cast<std::int16_t*>(panel + i * ldp);
         if (i >= rows) {
           std::fill(out, out + 2 * ldp, std::int16_t{0});
           continue;
         }
-        const std::int8_t* src = w.data + (n0 + i) * w.stride + k0;
-        for (std::size_t k = 0; k < kc; k += 32) {
-          const __mmask32 mask = mask_below(kc - k);
-          _mm512_mask_storeu_epi16(out + k, mask, _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src + k)));
-        }
+        widen_to_int16<Arch>(w.data + (n0 + i) * w.stride + k0, out, kc);
         std::fill(out + kc, out + 2 * ldp, std::int16_t{0});
       }
       return;
     }
   }
-#endif
-#if defined(__AVX2__)
-  if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx2, Arch>) {
-    if (w.layout == weight_layout::out_in) {  // each row widened to int16, 16 at a time (the last few element by element)
-      for (std::size_t i = 0; i < gemm_nr; ++i) {
-        auto* out = reinterpret_cast<std::int16_t*>(panel + i * ldp);
-        if (i >= rows) {
-          std::fill(out, out + 2 * ldp, std::int16_t{0});
-          continue;
-        }
-        const std::int8_t* src = w.data + (n0 + i) * w.stride + k0;
-        std::size_t k = 0;
-        for (; k + 16 <= kc; k += 16)
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k))));
-        for (; k < kc; ++k) out[k] = src[k];
-        std::fill(out + kc, out + 2 * ldp, std::int16_t{0});
-      }
-      return;
-    }
-  }
-#endif
   if constexpr (std::is_same_v<T, bfloat16> && P == 2) {
     if (bf16_pairs_in_place(w)) {  // rows already in pairs: copied
       for (std::size_t i = 0; i < gemm_nr; ++i) {
@@ -1362,7 +1345,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     return;
   }
 #endif
-  if constexpr (detail::int16_gemv<T, Arch>) {
+  if constexpr (detail::int16_pairs<T, Arch>) {
     // Activations on their rows' 16-bit grids [M, ldxq], zero-padded to whole 32-element steps.
     const std::size_t ldxq = detail::int16_grid_stride(K);
     const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, nullptr);
