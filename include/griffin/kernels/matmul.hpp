@@ -1035,7 +1035,8 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
   if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx2, Arch>) {
     assert(kpn <= 256);
     // vpmaddwd + vpaddd: the same exact sums with 8 lanes. The tile's rows
-    // go 4 at a time (12 accumulators of AVX2's 16 registers; all 8 spilled).
+    // go 4 at a time: 12 accumulators of AVX2's 16 registers (all 8 rows,
+    // 24 accumulators, would spill).
     constexpr std::size_t NG = NR / 2, L = 8;
     GRIFFIN_UNROLL for (std::size_t g = 0; g < NR; g += NG) {
       __m256i acc[NG][MV];
