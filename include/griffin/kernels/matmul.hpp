@@ -722,7 +722,7 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
       }
 #endif
 #if defined(__AVX2__)
-      if constexpr (std::is_same_v<T, std::int8_t> && std::is_base_of_v<xsimd::avx2, Arch>) {
+      if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx2, Arch>) {
         gemv_row_madd<decltype(mr)::value>(static_cast<const std::int16_t*>(xb), ldxb, xs, w, bias, y, m, n, accumulate);
         return;
       }
