@@ -96,7 +96,11 @@ inline constexpr bool has_int16_dot = griffin::kernels::detail::int16_pairs<std:
 
 // Peak FLOP/s of one arithmetic: independent accumulators per thread, as
 // many as the GEMM's register tile (24 of AVX-512's 32 registers; 12 of
-// AVX2's 16, still three times an FMA's latency x its throughput).
+// AVX2's 16, still three times an FMA's latency x its throughput). Each
+// starts from its own value: started alike, they were merged by GCC into one
+// chain where the loop ran inline (one thread), which timed a twelfth of the
+// FMAs it counted (AVX2: "154 GFLOP/s" on one thread against ~98 measured
+// with distinct chains, 196 on two).
 #if defined(__AVX512F__)
 inline constexpr std::size_t peak_accumulators = 24, peak_lanes = 16;
 #else
@@ -107,9 +111,9 @@ template <arithmetic A>
 float peak_loop(std::size_t iterations, float seed) {
 #if defined(__AVX512F__)
   __m512 acc[24];
-  for (auto& a : acc) a = _mm512_set1_ps(seed);
+  for (std::size_t j = 0; j < 24; ++j) acc[j] = _mm512_set1_ps(seed + static_cast<float>(j));
   [[maybe_unused]] __v16si iacc[24];
-  for (auto& a : iacc) a = (__v16si)_mm512_set1_epi32(static_cast<int>(seed));
+  for (std::size_t j = 0; j < 24; ++j) iacc[j] = (__v16si)_mm512_set1_epi32(static_cast<int>(seed) + static_cast<int>(j));
   const __m512 x = _mm512_set1_ps(1e-8f);
   [[maybe_unused]] const __m512i xb = _mm512_set1_epi32(0x32ab32ab);
   for (std::size_t i = 0; i < iterations; ++i) {
@@ -138,7 +142,7 @@ float peak_loop(std::size_t iterations, float seed) {
 #if defined(__AVX2__)
   if constexpr (A == arithmetic::int16) {  // vpmaddwd + vpaddd, as the AVX2 int8 GEMM runs
     __m256i acc[peak_accumulators];
-    for (auto& a : acc) a = _mm256_set1_epi32(static_cast<int>(seed));
+    for (std::size_t j = 0; j < peak_accumulators; ++j) acc[j] = _mm256_set1_epi32(static_cast<int>(seed) + static_cast<int>(j));
     const __m256i xb = _mm256_set1_epi32(0x32ab32ab);
     for (std::size_t i = 0; i < iterations; ++i) {
 #pragma GCC unroll 24
@@ -151,7 +155,7 @@ float peak_loop(std::size_t iterations, float seed) {
   }
 #endif
   peak_batch acc[peak_accumulators];
-  for (auto& a : acc) a = peak_batch(seed);
+  for (std::size_t j = 0; j < peak_accumulators; ++j) acc[j] = peak_batch(seed + static_cast<float>(j));
   const peak_batch x(1e-8f);
   for (std::size_t i = 0; i < iterations; ++i) {
 #pragma GCC unroll 24
