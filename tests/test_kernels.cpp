@@ -85,6 +85,7 @@ void check_matmul_for(thread_pool* pool) {
   constexpr std::size_t L = kernels::lanes<Arch>;
   rng r(2);
   std::vector<std::size_t> Ks = counts<Arch>();
+  Ks.push_back(kernels::detail::gemm_micro_chunk + 5);  // a K block of AVX2's float tile past one chunk
   Ks.push_back(kernels::detail::gemm_kc<T> + 1);
   Ks.push_back(2 * kernels::detail::gemm_kc<T> + 6);
   for (std::size_t K : Ks)

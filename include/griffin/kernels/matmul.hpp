@@ -24,10 +24,11 @@
 //     Up to gemv_row_max_rows rows each weight row is read alone; a larger
 //     batch runs tiles of 4 rows x 4 weight rows (bf16, int8).
 //   gemm (prefill, large batches): activations are packed once into
-//     k-major panels; a register tile of 8 weight rows x 48 tokens runs over
-//     cache blocks of K (KC), tokens (MC) and weight rows (NC), with weights
-//     broadcast from their own rows in place (or from a small converted panel
-//     for int8, float16, in x out or odd K). Compute-bound.
+//     k-major panels; a register tile of 8 weight rows x 3 vectors of tokens
+//     (48 on AVX-512, 24 on AVX2) runs over cache blocks of K (KC), tokens
+//     (MC) and weight rows (NC), with weights broadcast from their own rows
+//     in place (or from a small converted panel for int8, float16, bf16
+//     without AVX512-BF16, in x out or odd K). Compute-bound.
 // Both split the output channels over a thread pool (the gemv in shares that
 // threads finish for each other: thread_pool::run_shares); every output is
 // computed by the same code whatever the thread count or the piece it falls
@@ -316,6 +317,18 @@ inline constexpr bool int16_pairs = std::is_same_v<T, std::int8_t> &&
                                     std::is_base_of_v<xsimd::avx2, Arch>;
 #else
                                     false;
+#endif
+// True when bf16 weights multiply in pairs with vdpbf16ps (AVX512-BF16), in
+// the packed gemm: activations packed as bf16 pairs, weight rows broadcast in
+// place. Elsewhere the gemm converts bf16 weight panels to float (exactly)
+// and packs the activations as floats rounded to bf16: the same products,
+// summed by the float register tile in k order.
+template <class T, class Arch>
+inline constexpr bool bf16_pairs = std::is_same_v<T, bfloat16> &&
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+                                   std::is_base_of_v<xsimd::avx512bw, Arch>;
+#else
+                                   false;
 #endif
 // Weight rows a batched gemv runs against every block of activation rows
 // before it moves on: 32 bf16 rows of RecurrentGemma's 2560 inputs (160 KiB)
@@ -799,11 +812,14 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
 // 256, where their panel stays in L1. int8 on integers (int16_pairs): 512,
 // so that no int32 sum of one block (256 pairs) can overflow (see gemm_micro).
 template <class T, class Arch = default_arch>
-inline constexpr std::size_t gemm_kc = bf16_activations<T> ? 1024 : int16_pairs<T, Arch> ? 512 : 256;
+inline constexpr std::size_t gemm_kc = bf16_pairs<T, Arch> ? 1024 : int16_pairs<T, Arch> ? 512 : 256;
 inline constexpr std::size_t gemm_mc = 384;
 inline constexpr std::size_t gemm_nc = 256;
 inline constexpr std::size_t gemm_nr = 8;  // weight rows per register tile
 inline constexpr std::size_t gemm_mv = 3;  // token batches per register tile
+// Words of K per pass of AVX2's float tile over each half of its rows (see
+// gemm_micro): 64 x 24 tokens is 6 KiB of activations.
+inline constexpr std::size_t gemm_micro_chunk = 64;
 static_assert(gemm_mc % (gemm_mv * 16) == 0);
 
 // Software prefetch for bf16 rows broadcast in place to at most
@@ -820,22 +836,27 @@ inline constexpr std::size_t gemm_prefetch_max_tokens = 32;
 // of int16 (int8 weights: vpdpwssd, vpmaddwd) in 32-bit words, the even k in
 // the low half.
 template <class T, class Arch = default_arch>
-using packed_element = std::conditional_t<bf16_activations<T> || int16_pairs<T, Arch>, std::uint32_t, float>;
+using packed_element = std::conditional_t<bf16_pairs<T, Arch> || int16_pairs<T, Arch>, std::uint32_t, float>;
 
 // k steps per packed element.
 template <class T, class Arch = default_arch>
-inline constexpr std::size_t k_per_element = bf16_activations<T> || int16_pairs<T, Arch> ? 2 : 1;
+inline constexpr std::size_t k_per_element = bf16_pairs<T, Arch> || int16_pairs<T, Arch> ? 2 : 1;
 
-// Tokens per packed block of activations: one register tile's worth.
-inline constexpr std::size_t gemm_block_tokens = gemm_mv * 16;
+// Tokens per packed block of activations: one register tile's worth, so
+// that the tile reads its block front to back in whole cache lines (a
+// 48-token block read 24 tokens at a time by AVX2's tile used half of every
+// line it touched, and its L2 stream ran the f32 gemm 5-10% slower).
+template <class Arch>
+inline constexpr std::size_t gemm_block_tokens = gemm_mv * lanes<Arch>;
 
 // Packs x [M, K] in blocks of gemm_block_tokens tokens, each block
 // [Kp][gemm_block_tokens] (k' = k / k_per_element, Kp of them), zero past M
-// and past K: the register tile reads a block front to back.
+// and past K: the register tile reads a block front to back. With one k per
+// element, x is already as the weights multiply it (activations_for).
 template <class T, class Arch>
 inline void pack_activations(matrix_view<const float> x, packed_element<T, Arch>* a, std::size_t Mpad, std::size_t Kp,
                              std::size_t kp0, std::size_t kp1) {
-  constexpr std::size_t P = k_per_element<T, Arch>, MB = gemm_block_tokens;
+  constexpr std::size_t P = k_per_element<T, Arch>, MB = gemm_block_tokens<Arch>;
   const std::size_t K = x.cols;
   struct row_tag;
   std::uint16_t* row = P == 2 ? thread_buffer<row_tag, std::uint16_t>(2 * (kp1 - kp0)) : nullptr;
@@ -856,9 +877,10 @@ inline void pack_activations(matrix_view<const float> x, packed_element<T, Arch>
 
 // The same for activations already on their int16 grids, xq [M, ldxq] with
 // ldxq even and zeros past K: one word per pair.
+template <class Arch>
 inline void pack_int16_pairs(const std::int16_t* xq, std::size_t ldxq, std::size_t M, std::uint32_t* a, std::size_t Mpad,
                              std::size_t Kp, std::size_t kp0, std::size_t kp1) {
-  constexpr std::size_t MB = gemm_block_tokens;
+  constexpr std::size_t MB = gemm_block_tokens<Arch>;
   for (std::size_t m = 0; m < Mpad; ++m) {
     std::uint32_t* out = a + (m / MB) * Kp * MB + m % MB;
     for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = m < M ? load_u32(xq + m * ldxq + 2 * kp) : 0;
@@ -946,7 +968,7 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
   }
   std::size_t kp_done = 0;  // panel columns [0, kp_done) written below
 #if defined(__AVX2__)
-  if constexpr ((std::is_same_v<T, float> && P == 1) || (std::is_same_v<T, bfloat16> && P == 2)) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bfloat16>) {
     static_assert(gemm_nr == 8);
     if (w.layout == weight_layout::in_out && rows == gemm_nr) {
       // [in, out] rows: the panel's 8 elements (or bf16 pairs) of k' side by
@@ -956,8 +978,10 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
         __m256i v[8];
         for (std::size_t j = 0; j < 8; ++j) {
           const std::size_t k = k0 + (kp_done + j) * P;
-          if constexpr (P == 1) {
+          if constexpr (std::is_same_v<T, float>) {
             v[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.data + k * w.stride + n0));
+          } else if constexpr (P == 1) {  // bf16 as floats: the bits moved to the high half
+            v[j] = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + k * w.stride + n0))), 16);
           } else {  // the pair (w[k][n], w[k + 1][n]) as one word, k in the low half
             const __m128i even = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + k * w.stride + n0));
             const __m128i odd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + (k + 1) * w.stride + n0));
@@ -995,6 +1019,67 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
       else
         panel[i * ldp + kp] = value(k);
     }
+}
+
+// The register tile for floats: c[gemm_nr][MV * L] (+)= panel[gemm_nr, kpn] *
+// a[kpn][MV * L], one FMA chain per output in k order.
+template <class Arch, std::size_t MV>
+inline void gemm_micro_float(const float* panel, std::size_t ldp, const float* a, std::size_t lda, std::size_t kpn, float* c,
+                             bool load_c) {
+  constexpr std::size_t NR = gemm_nr;
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_base_of_v<xsimd::fma3<xsimd::avx2>, Arch>) {
+    // 16 registers: the 8 rows go 4 at a time (12 accumulators, 3
+    // activation vectors, a broadcast), over chunks of gemm_micro_chunk
+    // words so that the chunk of activations the first 4 rows read is still
+    // in L1 for the other 4 (the sums go through c between chunks). Each
+    // activation vector is pinned in a register (the empty asm): left to
+    // itself GCC folded the loads into the FMAs, 16 loads per 12 FMAs, and
+    // the tile ran at 60-65% of the FMA peak from L1 against ~90% pinned.
+    constexpr std::size_t NG = NR / 2, L = 8;
+    for (std::size_t k0 = 0; k0 < kpn; k0 += gemm_micro_chunk) {
+      const std::size_t k1 = std::min(kpn, k0 + gemm_micro_chunk);
+      const bool load = load_c || k0 > 0;
+      GRIFFIN_UNROLL for (std::size_t g = 0; g < NR; g += NG) {
+        __m256 acc[NG][MV];
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < NG; ++i)
+          GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load ? _mm256_load_ps(c + ((g + i) * MV + j) * L) : _mm256_setzero_ps();
+        const float* pg = panel + g * ldp;
+        const float* ak = a + k0 * lda;
+        for (std::size_t kp = k0; kp < k1; ++kp, ak += lda) {
+          __m256 av[MV];
+          GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) {
+            __m256 v = _mm256_load_ps(ak + j * L);
+            asm("" : "+x"(v));
+            av[j] = v;
+          }
+          GRIFFIN_UNROLL for (std::size_t i = 0; i < NG; ++i) {
+            const __m256 wb = _mm256_broadcast_ss(pg + i * ldp + kp);
+            GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = _mm256_fmadd_ps(wb, av[j], acc[i][j]);
+          }
+        }
+        GRIFFIN_UNROLL for (std::size_t i = 0; i < NG; ++i)
+          GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) _mm256_store_ps(c + ((g + i) * MV + j) * L, acc[i][j]);
+      }
+    }
+    return;
+  }
+#endif
+  using B = batch<Arch>;
+  constexpr std::size_t L = B::size;
+  B acc[NR][MV];
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? B::load_aligned(c + (i * MV + j) * L) : B(0.0f);
+  for (std::size_t kp = 0; kp < kpn; ++kp) {
+    B av[MV];
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) av[j] = B::load_aligned(a + kp * lda + j * L);
+    GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
+      const B wb(panel[i * ldp + kp]);
+      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wb, av[j], acc[i][j]);
+    }
+  }
+  GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
+    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j].store_aligned(c + (i * MV + j) * L);
 }
 
 // The register tile: c[NR][MV * L] (+)= panel[NR, kpn] * a[kpn][MV * L].
@@ -1082,36 +1167,7 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
     return;
   }
 #endif
-  using B = batch<Arch>;
-  constexpr std::size_t L = B::size;
-  B acc[NR][MV];
-  GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
-    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? B::load_aligned(c + (i * MV + j) * L) : B(0.0f);
-  for (std::size_t kp = 0; kp < kpn; ++kp) {
-    if constexpr (std::is_same_v<E, float>) {
-      B av[MV];
-      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) av[j] = B::load_aligned(a + kp * lda + j * L);
-      GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
-        const B wb(panel[i * ldp + kp]);
-        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wb, av[j], acc[i][j]);
-      }
-    } else {  // bf16 pairs without the instruction: split each pair into its two floats
-      using U = xsimd::batch<std::uint32_t, Arch>;
-      B even[MV], odd[MV];
-      GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) {
-        const U u = U::load_aligned(a + kp * lda + j * L);
-        even[j] = xsimd::bitwise_cast<B>(u << 16);
-        odd[j] = xsimd::bitwise_cast<B>(u & U(0xffff0000u));
-      }
-      GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i) {
-        const std::uint32_t p = load_u32(panel + i * ldp + kp);
-        const B we(bf16_to_float(static_cast<std::uint16_t>(p))), wo(bf16_to_float(static_cast<std::uint16_t>(p >> 16)));
-        GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = xsimd::fma(wo, odd[j], xsimd::fma(we, even[j], acc[i][j]));
-      }
-    }
-  }
-  GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
-    GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j].store_aligned(c + (i * MV + j) * L);
+  if constexpr (std::is_same_v<E, float>) gemm_micro_float<Arch, MV>(panel, ldp, a, lda, kpn, c, load_c);
 }
 
 #if defined(__AVX512F__)
@@ -1173,7 +1229,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
   constexpr std::size_t L = lanes<Arch>, NR = gemm_nr, P = k_per_element<T, Arch>;
   const std::size_t K = w.in;
   // Weight rows are broadcast in place when they already hold packed elements.
-  const bool in_place = (std::is_same_v<T, E> && w.layout == weight_layout::out_in) || bf16_pairs_in_place(w);
+  const bool in_place = (std::is_same_v<T, E> && w.layout == weight_layout::out_in) || (bf16_pairs<T, Arch> && bf16_pairs_in_place(w));
 
   struct panel_tag;
   struct c_tag;
@@ -1209,7 +1265,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
             float* c = last ? tile : cbuf + nb * mc + mb * NR;
             const float* c_in = cbuf + nb * mc + mb * NR;
             if (!first && c != c_in) std::memcpy(c, c_in, NR * mv * L * sizeof(float));
-            constexpr std::size_t MB = gemm_block_tokens;
+            constexpr std::size_t MB = gemm_block_tokens<Arch>;
             const std::size_t m_first = mc0 + mb;
             const E* at = a + (m_first / MB) * Kp * MB + (k0 / P) * MB + m_first % MB;
             switch (mv) {
@@ -1290,7 +1346,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     using E = detail::packed_element<T, Arch>;
     constexpr std::size_t P = detail::k_per_element<T, Arch>;
     struct a_tag;
-    constexpr std::size_t MB = detail::gemm_block_tokens;
+    constexpr std::size_t MB = detail::gemm_block_tokens<Arch>;
     const std::size_t Mpad = (M + L - 1) / L * L, Kp = (K + P - 1) / P;
     E* a = detail::thread_buffer<a_tag, E>((Mpad + MB - 1) / MB * MB * Kp);
     const std::size_t pack_tasks = std::min<std::size_t>(threads, (Kp + 15) / 16);
@@ -1302,10 +1358,10 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
       const detail::int16_grid_rows grid = detail::to_int16_grid_rows(x, ldxq, threads > 1 ? pool : nullptr);
       row_scale = grid.xs;
       parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
-        detail::pack_int16_pairs(grid.xq, ldxq, M, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
+        detail::pack_int16_pairs<Arch>(grid.xq, ldxq, M, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
       });
     } else {
-      const matrix_view<const float> xg = std::is_same_v<T, std::int8_t> ? detail::activations_for<T>(x) : x;
+      const matrix_view<const float> xg = P == 1 ? detail::activations_for<T>(x) : x;  // (pairs round as they pack)
       parallel_run(threads > 1 ? pool : nullptr, pack_tasks, [&](std::size_t t) {
         detail::pack_activations<T, Arch>(xg, a, Mpad, Kp, std::min(Kp, t * pack_chunk), std::min(Kp, (t + 1) * pack_chunk));
       });
