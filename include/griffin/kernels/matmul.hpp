@@ -1307,10 +1307,13 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 /// on VNNI at 96, its packed gemm converting weight panels to int16 that the
 /// gemv tile widens in registers (at 32-64 tokens the tile is 15-35% faster,
 /// equal at 96-128; a 7680 x 2560 matrix that stays in cache put it at 32).
-/// int8 on AVX2 (vpmaddwd rows against the vpmaddwd gemm, AVX2 Zen 3): level
-/// at 48-96, the gemm ahead from 128, so 96 there too.
+/// int8 on AVX2 (vpmaddwd rows against the vpmaddwd gemm, AVX2 Zen 3, 2
+/// threads): level at 16 tokens, the gemm ahead from 24 (162 against 154
+/// GFLOP/s) to 64 (198 against 128), so 24 there.
 template <class T, class Arch = default_arch>
-inline constexpr std::size_t gemm_min_rows = detail::int16_pairs<T, Arch> ? 96 : 16;
+inline constexpr std::size_t gemm_min_rows = !detail::int16_pairs<T, Arch>                 ? 16
+                                             : std::is_base_of_v<xsimd::avx2, Arch> ? 24
+                                                                                    : 96;
 
 /// SIMD kernel with the contract of `matmul_scalar`, its output channels
 /// split over `pool` (or run on the calling thread when null). Rows of x and
