@@ -804,13 +804,14 @@ inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const flo
 // ---- gemm: packed activations, weights broadcast from their rows -------------
 
 // Cache blocking (elements of K, tokens, weight rows) and the register tile.
-// K block: even, so bf16 pairs never straddle blocks. bf16 rows are broadcast
-// in place from the weights, so a longer block reads each weight row in longer
-// runs (1024: 2 KiB) and streams better from memory; at 16 to 64 tokens, where
-// the weight stream limits, that is 1.3-1.5x against 256 (measured on Zen 5,
-// docs/09-performance.md). Converted panels (int8, float16, f32 rows) keep
-// 256, where their panel stays in L1. int8 on integers (int16_pairs): 512,
-// so that no int32 sum of one block (256 pairs) can overflow (see gemm_micro).
+// K block: even, so bf16 pairs never straddle blocks. bf16 rows in pairs
+// (bf16_pairs) are broadcast in place from the weights, so a longer block
+// reads each weight row in longer runs (1024: 2 KiB) and streams better from
+// memory; at 16 to 64 tokens, where the weight stream limits, that is
+// 1.3-1.5x against 256 (measured on Zen 5, docs/09-performance.md). Converted
+// panels (int8, float16, f32 rows, bf16 without AVX512-BF16) keep 256, where
+// their panel stays in L1. int8 on integers (int16_pairs): 512, so that no
+// int32 sum of one block (256 pairs) can overflow (see gemm_micro).
 template <class T, class Arch = default_arch>
 inline constexpr std::size_t gemm_kc = bf16_pairs<T, Arch> ? 1024 : int16_pairs<T, Arch> ? 512 : 256;
 inline constexpr std::size_t gemm_mc = 384;
@@ -818,7 +819,7 @@ inline constexpr std::size_t gemm_nc = 256;
 inline constexpr std::size_t gemm_nr = 8;  // weight rows per register tile
 inline constexpr std::size_t gemm_mv = 3;  // token batches per register tile
 // Words of K per pass of AVX2's float tile over each half of its rows (see
-// gemm_micro): 64 x 24 tokens is 6 KiB of activations.
+// gemm_micro_float): 64 x 24 tokens is 6 KiB of activations.
 inline constexpr std::size_t gemm_micro_chunk = 64;
 static_assert(gemm_mc % (gemm_mv * 16) == 0);
 
