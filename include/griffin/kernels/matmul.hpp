@@ -1157,7 +1157,7 @@ inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t 
   }
 #endif
 #if defined(__AVX512BF16__)
-  if constexpr (std::is_same_v<E, std::uint32_t> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+  if constexpr (bf16_pairs<T, Arch>) {
     __m512 acc[NR][MV];
     GRIFFIN_UNROLL for (std::size_t i = 0; i < NR; ++i)
       GRIFFIN_UNROLL for (std::size_t j = 0; j < MV; ++j) acc[i][j] = load_c ? _mm512_load_ps(c + (i * MV + j) * 16) : _mm512_setzero_ps();
