@@ -193,6 +193,47 @@ void check_gemv_in_out_chunks(thread_pool* pool) {
     }
 }
 
+// The in x out gemv of one activation row over columns that fit its register
+// tile (gemv_in_out_narrow, the RG-LRU gates at decode): every count of whole
+// vectors up to the tile, with and without 1 .. L-1 columns past them, the
+// first width past the tile (the chunked path), K with and without a
+// multiple of the lanes, strided weight rows, a column range starting inside
+// the matrix (a thread's share).
+template <class Arch, class T>
+void check_gemv_in_out_narrow(thread_pool* pool) {
+  rng r(21);
+  constexpr std::size_t L = kernels::lanes<Arch>, NV = kernels::detail::gemv_in_out_narrow_vectors<Arch>;
+  for (std::size_t N : {L, 3 * L + 1, NV * L - 1, NV * L, NV * L + L - 1, (NV + 1) * L, 2 * NV * L + 5})
+    for (std::size_t K : {1u, 7u, 64u, 259u}) {
+      const std::size_t stride = N + 3;
+      CAPTURE(N);
+      CAPTURE(K);
+      const auto x = r.floats(K), bias = r.floats(N), init = r.floats(N);
+      const auto w = stored_as<T>(r.floats(K * stride));
+      std::vector<float> scale;
+      for (std::size_t n = 0; n < N; ++n) scale.push_back(0.01f * static_cast<float>(n + 1));
+      const kernels::weights_view<T> wv{w.data(), N, K, stride, weight_layout::in_out,
+                                        std::is_same_v<T, std::int8_t> ? scale.data() : nullptr};
+      for (bool accumulate : {false, true}) {
+        std::vector<float> y = init, ref = init;
+        kernels::matmul<Arch>({x.data(), 1, K, K}, wv, bias.data(), {y.data(), 1, N, N}, accumulate, pool);
+        kernels::matmul_scalar({x.data(), 1, K, K}, wv, bias.data(), {ref.data(), 1, N, N}, accumulate);
+        CHECK(max_abs_diff(y, ref) <= (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8));
+      }
+      // Columns [n0, n1) alone, as a thread's share or a diagonal block is run.
+      const std::size_t n0 = std::min<std::size_t>(N - 1, L + 1), n1 = N;
+      std::vector<float> y = init, ref = init;
+      const kernels::matrix_view<const float> xr = kernels::detail::activations_for<T>({x.data(), 1, K, K});  // as matmul passes them
+      kernels::detail::gemv_in_out<Arch>(xr, wv, bias.data(), {y.data(), 1, N, N}, n0, n1, false);
+      kernels::matmul_scalar({x.data(), 1, K, K}, wv, bias.data(), {ref.data(), 1, N, N}, false);
+      for (std::size_t n = 0; n < N; ++n) {
+        CAPTURE(n);
+        if (n < n0) CHECK(y[n] == init[n]);  // outside the range: untouched
+        else CHECK(std::abs(y[n] - ref[n]) <= (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8));
+      }
+    }
+}
+
 TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile edge, stride, offset, type, layout and path",
                           Arch, matmul_id) {
   griffin_test::require_runnable<Arch>();
@@ -205,6 +246,13 @@ TEST_CASE_TEMPLATE_DEFINE("matmul matches the scalar reference for every tile ed
   SUBCASE("bf16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, bfloat16>(p); }); }
   SUBCASE("f16 weights") { both([](thread_pool* p) { check_matmul_for<Arch, float16>(p); }); }
   SUBCASE("int8 weights") { both([](thread_pool* p) { check_matmul_for<Arch, std::int8_t>(p); }); }
+  SUBCASE("in x out weights of one row within a register tile") {
+    both([](thread_pool* p) {
+      check_gemv_in_out_narrow<Arch, float>(p);
+      check_gemv_in_out_narrow<Arch, bfloat16>(p);
+      check_gemv_in_out_narrow<Arch, std::int8_t>(p);
+    });
+  }
   SUBCASE("in x out weights past one column chunk") {
     both([](thread_pool* p) {
       check_gemv_in_out_chunks<Arch, float>(p);

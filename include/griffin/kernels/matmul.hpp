@@ -761,11 +761,54 @@ inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void*
 // row at a time along the chunk was no better: two sum moves per weight.)
 inline constexpr std::size_t gemv_in_out_floats = 4096;
 
+// Vectors of sums gemv_in_out_narrow holds in registers: half the register
+// file (AVX-512: 16 of 32, 256 floats; AVX2 and SSE: 8 of 16).
+template <class Arch>
+inline constexpr std::size_t gemv_in_out_narrow_vectors = std::is_base_of_v<xsimd::avx512f, Arch> ? 16 : 8;
+
+// One activation row x against an in x out matrix whose columns [n0, n1)
+// fit in gemv_in_out_narrow_vectors vectors (and fewer than L more): the RG-LRU
+// gates' diagonal blocks (reference: layers.BlockDiagonalLinear, y_h = x_h W_h,
+// W_h [256 in, 256 out]) at decode. The sums stay in registers while the
+// weight rows pass in address order, [n0, n1) of each read whole: a dense
+// block streams from memory as one sequence. gemv_in_out's chunks read KB
+// rows side by side, 1 KiB of each, too short for the prefetchers to follow:
+// 256 x 256 f32 blocks decoded at 8-10 GB/s a core on the Zen 4 guest
+// (docs/09-performance.md). Each output is the same fma chain over k in
+// order as there, so results are unchanged.
+template <class Arch, class T>
+inline void gemv_in_out_narrow(const float* x, weights_view<T> w, const float* bias, float* y, std::size_t n0,
+                               std::size_t n1, bool accumulate) {
+  using B = batch<Arch>;
+  constexpr std::size_t L = B::size, NV = gemv_in_out_narrow_vectors<Arch>;
+  const std::size_t K = w.in, nv = (n1 - n0) / L, cv = n0 + nv * L;  // whole batches: [n0, cv)
+  assert(nv <= NV);
+  B acc[NV];
+  GRIFFIN_UNROLL for (std::size_t v = 0; v < NV; ++v) acc[v] = B(0.0f);
+  for (std::size_t k = 0; k < K; ++k) {
+    const B xk(x[k]);
+    const T* wk = w.data + k * w.stride + n0;
+    GRIFFIN_UNROLL for (std::size_t v = 0; v < NV; ++v)
+      if (v < nv) acc[v] = xsimd::fma(xk, load_batch<Arch>(wk + v * L), acc[v]);
+  }
+  alignas(64) float sums[NV * L];
+  GRIFFIN_UNROLL for (std::size_t v = 0; v < NV; ++v)
+    if (v < nv) acc[v].store_aligned(sums + v * L);
+  for (std::size_t n = n0; n < cv; ++n) store_output(sums[n - n0], w.scale, bias, n, y[n], accumulate);
+  for (std::size_t n = cv; n < n1; ++n) {  // the last 1 .. L-1 columns
+    float sum = 0.0f;
+    for (std::size_t k = 0; k < K; ++k) sum += x[k] * load_scalar(w.data + k * w.stride, n);
+    store_output(sum, w.scale, bias, n, y[n], accumulate);
+  }
+}
+
 template <class Arch, class T>
 inline void gemv_in_out(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y,
                         std::size_t n0, std::size_t n1, bool accumulate) {
   using B = batch<Arch>;
   constexpr std::size_t L = B::size;
+  if (x.rows == 1 && (n1 - n0) / L <= gemv_in_out_narrow_vectors<Arch>)
+    return gemv_in_out_narrow<Arch>(x.row(0), w, bias, y.row(0), n0, n1, accumulate);
   struct acc_tag;
   float* acc = thread_buffer<acc_tag, float>(gemv_in_out_floats);
   const std::size_t K = x.cols;
