@@ -385,14 +385,16 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
 #endif
 inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 
-// How far ahead a batch-1 gemv row (bf16 with vdpbf16ps, int8 with
-// vpdpwssd) asks for its weights into L2 (prefetcht1; once per 128 B of
-// bf16, once per 64 B of int8); 0 issues none. On the Zen 4 guest the
-// hardware prefetchers alone left a 2B decode step at 77-95% of the read
-// bandwidth; with this, decode steps alternating on and off in one process
-// (2 threads): bf16 32.7 -> 35.1 and 36.1 -> 38.8 GB/s of weights, int8
-// 31.8 -> 34.5 (docs/09-performance.md). 2 KiB: bf16 +10%, int8 -6%; 8 KiB:
-// bf16 level. A prefetcht0 into L1 instead cost 10-25% in the kernel there,
+// How far ahead a gemv row of 1-4 activation rows (bf16 with vdpbf16ps,
+// int8 with vpdpwssd) asks for its weights into L2 (prefetcht1; once per
+// 128 B of bf16, once per 64 B of int8); 0 issues none. On the Zen 4 guest
+// the hardware prefetchers alone left a 2B decode step at 77-95% of the
+// read bandwidth; with this, decode steps alternating on and off in one
+// process (2 threads), GB/s of weights: batch 1 bf16 32.7 -> 35.1 and
+// 36.1 -> 38.8, int8 31.8 -> 34.5 and 28.3 -> 31.1; batch 2 bf16
+// 22.7 -> 24.5, int8 21.9 -> 24.5; batch 4 bf16 17.0 -> 17.9, int8
+// 14.7 -> 15.6 (docs/09-performance.md). At batch 1, 2 KiB: bf16 +10%,
+// int8 -6%; 8 KiB: bf16 level. A prefetcht0 into L1 instead cost 10-25% in the kernel there,
 // as the GRIFFIN_GEMV_PREFETCH one cost 7-10% of decode on Zen 5 (where
 // this L2 one has not been measured).
 #ifndef GRIFFIN_GEMV_L2_PREFETCH
@@ -442,7 +444,7 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
   for (; j + 32 * U <= len; j += 32 * U)
     GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
       if constexpr (gemv_prefetch_bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
-      if constexpr (MR == 1 && gemv_l2_prefetch_bytes > 0) {
+      if constexpr (gemv_l2_prefetch_bytes > 0) {
         if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_l2_prefetch_bytes, _MM_HINT_T1);
       }
       const __m512i wv = _mm512_loadu_si512(wb + j + 32 * u);
@@ -558,7 +560,7 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
           if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
         }
         if (ahead && u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + gemv_tile_group * w.stride + k + 32 * u), _MM_HINT_T0);
-        if constexpr (MR == 1 && gemv_l2_prefetch_bytes > 0) {
+        if constexpr (gemv_l2_prefetch_bytes > 0) {
           if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_l2_prefetch_bytes, _MM_HINT_T1);
         }
         const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k + 32 * u)));
