@@ -394,9 +394,9 @@ inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 // 36.1 -> 38.8, int8 31.8 -> 34.5 and 28.3 -> 31.1; batch 2 bf16
 // 22.7 -> 24.5, int8 21.9 -> 24.5; batch 4 bf16 17.0 -> 17.9, int8
 // 14.7 -> 15.6 (docs/09-performance.md). At batch 1, 2 KiB: bf16 +10%,
-// int8 -6%; 8 KiB: bf16 level. A prefetcht0 into L1 instead cost 10-25% in the kernel there,
-// as the GRIFFIN_GEMV_PREFETCH one cost 7-10% of decode on Zen 5 (where
-// this L2 one has not been measured).
+// int8 -6%; 8 KiB: bf16 level. A prefetcht0 into L1 instead cost 10-25%
+// in the row loop there, as the GRIFFIN_GEMV_PREFETCH one cost 7-10% of
+// decode on Zen 5 (where this L2 one has not been measured).
 #ifndef GRIFFIN_GEMV_L2_PREFETCH
 #define GRIFFIN_GEMV_L2_PREFETCH 4096
 #endif
