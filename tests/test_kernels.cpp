@@ -74,6 +74,20 @@ std::vector<T> stored_as(const std::vector<float>& v) {
   return out;
 }
 
+// How far a matmul of K-long sums may differ from matmul_scalar (the int8
+// integer grid's steps are up to 127 times coarser).
+template <class T>
+float matmul_tolerance(std::size_t K) {
+  return (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8);
+}
+
+// Per-channel scales 0.01, 0.02, ... for N output channels of int8 weights.
+std::vector<float> channel_scales(std::size_t N) {
+  std::vector<float> scale;
+  for (std::size_t n = 0; n < N; ++n) scale.push_back(0.01f * static_cast<float>(n + 1));
+  return scale;
+}
+
 // Every path of matmul (gemv rows up to gemv_row_max_rows, the batched gemv
 // tile below gemm_min_rows with whole 4 x 4 tiles, remainders and N past a
 // tile group, the packed gemm from it, in x out, one thread and two) against
@@ -102,8 +116,7 @@ void check_matmul_for(thread_pool* pool) {
         // w with one element of slack in front, so every misalignment of T is met
         const auto w_storage = stored_as<T>(r.floats(N * K + 1));
         const T* w = w_storage.data() + off % 2;
-        std::vector<float> scale;
-        for (std::size_t n = 0; n < N; ++n) scale.push_back(0.01f * static_cast<float>(n + 1));
+        const std::vector<float> scale = channel_scales(N);
         const float* s = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
         for (bool accumulate : {false, true})
           for (bool with_bias : {false, true})
@@ -115,8 +128,7 @@ void check_matmul_for(thread_pool* pool) {
               const auto wv = in_out ? kernels::in_out(w, N, K, s) : kernels::out_in(w, N, K, s);
               kernels::matmul<Arch>(xv, wv, b, {y.data(), M, N, ldy}, accumulate, pool);
               kernels::matmul_scalar(xv, wv, b, {ref.data(), M, N, ldy}, accumulate);
-              const float tolerance = (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8);
-              CHECK(max_abs_diff(y.span(), ref.span()) <= tolerance);
+              CHECK(max_abs_diff(y.span(), ref.span()) <= matmul_tolerance<T>(K));
             }
       }
 }
@@ -146,8 +158,7 @@ void check_matmul_misaligned(thread_pool* pool) {
         const kernels::matrix_view<const float> xv{x.data(), M, K, K};
         kernels::matmul<Arch>(xv, kernels::out_in(w, N, K, s), bias.data(), {y.data(), M, N, N}, false, pool);
         kernels::matmul_scalar(xv, kernels::out_in(w, N, K, s), bias.data(), {ref.data(), M, N, N}, false);
-        const float tolerance = (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8);
-        CHECK(max_abs_diff(std::span<const float>(y), std::span<const float>(ref)) <= tolerance);
+        CHECK(max_abs_diff(std::span<const float>(y), std::span<const float>(ref)) <= matmul_tolerance<T>(K));
       }
 }
 
@@ -210,15 +221,14 @@ void check_gemv_in_out_narrow(thread_pool* pool) {
       CAPTURE(K);
       const auto x = r.floats(K), bias = r.floats(N), init = r.floats(N);
       const auto w = stored_as<T>(r.floats(K * stride));
-      std::vector<float> scale;
-      for (std::size_t n = 0; n < N; ++n) scale.push_back(0.01f * static_cast<float>(n + 1));
+      const std::vector<float> scale = channel_scales(N);
       const kernels::weights_view<T> wv{w.data(), N, K, stride, weight_layout::in_out,
                                         std::is_same_v<T, std::int8_t> ? scale.data() : nullptr};
       for (bool accumulate : {false, true}) {
         std::vector<float> y = init, ref = init;
         kernels::matmul<Arch>({x.data(), 1, K, K}, wv, bias.data(), {y.data(), 1, N, N}, accumulate, pool);
         kernels::matmul_scalar({x.data(), 1, K, K}, wv, bias.data(), {ref.data(), 1, N, N}, accumulate);
-        CHECK(max_abs_diff(y, ref) <= (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8));
+        CHECK(max_abs_diff(y, ref) <= matmul_tolerance<T>(K));
       }
       // Columns [n0, n1) alone, as a thread's share or a diagonal block is run.
       const std::size_t n0 = std::min<std::size_t>(N - 1, L + 1), n1 = N;
@@ -229,7 +239,7 @@ void check_gemv_in_out_narrow(thread_pool* pool) {
       for (std::size_t n = 0; n < N; ++n) {
         CAPTURE(n);
         if (n < n0) CHECK(y[n] == init[n]);  // outside the range: untouched
-        else CHECK(std::abs(y[n] - ref[n]) <= (std::is_same_v<T, std::int8_t> ? 1e-6f * 127 : 1e-6f) * static_cast<float>(K + 8));
+        else CHECK(std::abs(y[n] - ref[n]) <= matmul_tolerance<T>(K));
       }
     }
 }
