@@ -385,22 +385,40 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
 #endif
 inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 
-// How far ahead a gemv row of 1-4 activation rows (bf16 with vdpbf16ps,
-// int8 with vpdpwssd) asks for its weights into L2 (prefetcht1; once per
-// 128 B of bf16, once per 64 B of int8); 0 issues none. On the Zen 4 guest
-// the hardware prefetchers alone left a 2B decode step at 77-95% of the
-// read bandwidth; with this, decode steps alternating on and off in one
-// process (2 threads), GB/s of weights: batch 1 bf16 32.7 -> 35.1 and
-// 36.1 -> 38.8, int8 31.8 -> 34.5 and 28.3 -> 31.1; batch 2 bf16
-// 22.7 -> 24.5, int8 21.9 -> 24.5; batch 4 bf16 17.0 -> 17.9, int8
-// 14.7 -> 15.6 (docs/09-performance.md). At batch 1, 2 KiB: bf16 +10%,
-// int8 -6%; 8 KiB: bf16 level. A prefetcht0 into L1 instead cost 10-25%
-// in the row loop there, as the GRIFFIN_GEMV_PREFETCH one cost 7-10% of
-// decode on Zen 5 (where this L2 one has not been measured).
-#ifndef GRIFFIN_GEMV_L2_PREFETCH
-#define GRIFFIN_GEMV_L2_PREFETCH 4096
+// How far ahead a gemv row of 1-4 activation rows asks for its weights into
+// L2 (prefetcht1): bf16 with vdpbf16ps once per 128 B, 4 KiB ahead; int8
+// with vpdpwssd once per 64 B, 6 KiB ahead. 0 issues none;
+// GRIFFIN_GEMV_L2_PREFETCH sets both, GRIFFIN_GEMV_L2_PREFETCH_BF16 and
+// GRIFFIN_GEMV_L2_PREFETCH_INT8 one each. On the Zen 4 guest the hardware
+// prefetchers alone left a 2B decode step at 77-95% of the read bandwidth;
+// with 4 KiB, decode steps alternating on and off in one process (2
+// threads), GB/s of weights: batch 1 bf16 32.7 -> 35.1 and 36.1 -> 38.8,
+// int8 31.8 -> 34.5 and 28.3 -> 31.1; batch 2 bf16 22.7 -> 24.5, int8
+// 21.9 -> 24.5; batch 4 bf16 17.0 -> 17.9, int8 14.7 -> 15.6. Distances
+// alternating step by step (docs/09-performance.md): int8 at 5.5-6.5 KiB
+// read 92-97% of the read pass in six runs where 4 KiB read 79-87% (batch 1
+// +10% in GB/s, batch 2 +11%); 2, 3, 5, 8, 10 and 12 KiB were level with
+// 4 KiB or below it, 7 KiB +5 points. bf16 at 6 KiB: +2 points in two runs,
+// -8 in a third, where 5.5 KiB was level and 8 KiB -10. A prefetcht0 into L1
+// instead cost 10-25% in the row loop there, as the GRIFFIN_GEMV_PREFETCH one
+// cost 7-10% of decode on Zen 5 (where this L2 one has not been measured).
+#ifdef GRIFFIN_GEMV_L2_PREFETCH
+#ifndef GRIFFIN_GEMV_L2_PREFETCH_BF16
+#define GRIFFIN_GEMV_L2_PREFETCH_BF16 GRIFFIN_GEMV_L2_PREFETCH
 #endif
-inline constexpr std::size_t gemv_l2_prefetch_bytes = GRIFFIN_GEMV_L2_PREFETCH;
+#ifndef GRIFFIN_GEMV_L2_PREFETCH_INT8
+#define GRIFFIN_GEMV_L2_PREFETCH_INT8 GRIFFIN_GEMV_L2_PREFETCH
+#endif
+#endif
+#ifndef GRIFFIN_GEMV_L2_PREFETCH_BF16
+#define GRIFFIN_GEMV_L2_PREFETCH_BF16 4096
+#endif
+#ifndef GRIFFIN_GEMV_L2_PREFETCH_INT8
+#define GRIFFIN_GEMV_L2_PREFETCH_INT8 6144
+#endif
+template <class T>
+inline constexpr std::size_t gemv_l2_prefetch_bytes =
+    std::is_same_v<T, std::int8_t> ? GRIFFIN_GEMV_L2_PREFETCH_INT8 : GRIFFIN_GEMV_L2_PREFETCH_BF16;
 
 #if defined(__AVX512BW__)
 // The lanes of a 32 x 16-bit (or 8-bit) step below r: all 32 from r = 32 on.
@@ -444,8 +462,8 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
   for (; j + 32 * U <= len; j += 32 * U)
     GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
       if constexpr (gemv_prefetch_bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
-      if constexpr (gemv_l2_prefetch_bytes > 0) {
-        if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_l2_prefetch_bytes, _MM_HINT_T1);
+      if constexpr (gemv_l2_prefetch_bytes<bfloat16> > 0) {
+        if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_l2_prefetch_bytes<bfloat16>, _MM_HINT_T1);
       }
       const __m512i wv = _mm512_loadu_si512(wb + j + 32 * u);
       GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
@@ -560,8 +578,8 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
           if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
         }
         if (ahead && u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + gemv_tile_group * w.stride + k + 32 * u), _MM_HINT_T0);
-        if constexpr (gemv_l2_prefetch_bytes > 0) {
-          if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_l2_prefetch_bytes, _MM_HINT_T1);
+        if constexpr (gemv_l2_prefetch_bytes<std::int8_t> > 0) {
+          if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_l2_prefetch_bytes<std::int8_t>, _MM_HINT_T1);
         }
         const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k + 32 * u)));
         GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
