@@ -396,7 +396,7 @@ inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 // int8 31.8 -> 34.5 and 28.3 -> 31.1; batch 2 bf16 22.7 -> 24.5, int8
 // 21.9 -> 24.5; batch 4 bf16 17.0 -> 17.9, int8 14.7 -> 15.6. Distances
 // alternating step by step (docs/09-performance.md): int8 at 5.5-6.5 KiB
-// read 92-97% of the read pass in six runs where 4 KiB read 79-87% (batch 1
+// read 92-100% of the read pass in seven runs where 4 KiB read 79-87% (batch 1
 // +10% in GB/s, batch 2 +11%); 2, 3, 5, 8, 10 and 12 KiB were level with
 // 4 KiB or below it, 7 KiB +5 points. bf16 at 6 KiB: +2 points in two runs,
 // -8 in a third, where 5.5 KiB was level and 8 KiB -10. A prefetcht0 into L1
