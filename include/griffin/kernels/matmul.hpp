@@ -729,21 +729,37 @@ inline void for_blocks(std::size_t first, std::size_t last, F&& f) {
 
 // The batched gemv's walk over output channels [n0, n1) of a matrix of `out`
 // rows and `rows` activation rows: groups of gemv_tile_group weight rows,
-// each run against every block of 4 activation rows (so the group is read
-// from memory once and from L2 after), tile(MR, NR, m, n, ahead) with
-// MR, NR <= 4 as integral constants. `ahead` is true for the first block of
-// activation rows when the matrix has the tile's rows one group on (past n1
-// too: a thread's next piece of its share follows its last), for a tile that
-// prefetches them.
-template <class Tile>
+// each run against every block of MR activation rows (so the group is read
+// from memory once and from L2 after), tile(mr, nr, m, n, ahead) with
+// mr <= MR, nr <= NR as integral constants. `ahead` is true for the first
+// block of activation rows when the matrix has the tile's rows one group on
+// (past n1 too: a thread's next piece of its share follows its last), for a
+// tile that prefetches them.
+template <std::size_t MR = 4, std::size_t NR = 4, class Tile>
 inline void for_gemv_tiles(std::size_t rows, std::size_t n0, std::size_t n1, std::size_t out, Tile&& tile) {
   for (std::size_t g0 = n0; g0 < n1; g0 += gemv_tile_group) {
     const std::size_t g1 = std::min(n1, g0 + gemv_tile_group);
-    for_blocks<4>(0, rows, [&](auto mr, std::size_t m) {
-      for_blocks<4>(g0, g1, [&](auto nr, std::size_t n) { tile(mr, nr, m, n, m == 0 && n + nr + gemv_tile_group <= out); });
+    for_blocks<MR>(0, rows, [&](auto mr, std::size_t m) {
+      for_blocks<NR>(g0, g1, [&](auto nr, std::size_t n) { tile(mr, nr, m, n, m == 0 && n + nr + gemv_tile_group <= out); });
     });
   }
 }
+
+// True where the batched gemv of float and 2-byte weights runs gemv_tile in
+// groups (for_gemv_tiles) of 3 activation rows x 4 weight rows: AVX2's 16
+// registers hold its 12 sums and 4 weight vectors, where the 4 x 4 tile the
+// float gemv used (16 sums) spilled, and the 2-byte rows re-read each weight
+// row's 5 KiB from L1 for every 4 activation rows, 4 x 4 sums in flight.
+// 7680 x 2560 from memory (a ring of copies), 2 threads, an AVX2 Zen 3,
+// alternating in one process (GFLOP/s, before -> 3 x 4 tiles): f32 batch
+// 2-4 level, 6 34 -> 42, 8 38 -> 47, 12 42 -> 65, 15 44 -> 69; bf16 batch 5
+// 48 -> 51, 8 66 -> 78, 12 69 -> 94, 15 69 -> 95 (docs/09-performance.md).
+// Per output the float sums are the same chain as before (one accumulator,
+// k in order), so f32 results do not change. AVX-512 keeps its paths (32
+// registers; not measured here).
+template <class T, class Arch>
+inline constexpr bool gemv_tiles_3x4 = std::is_base_of_v<xsimd::avx2, Arch> && !std::is_base_of_v<xsimd::avx512f, Arch> &&
+                                       (std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>);
 
 // Output channels [n0, n1) of an out x in gemv, each weight row read once
 // against all activation rows: float rows four side by side (measured
@@ -753,6 +769,14 @@ template <class Arch, class T>
 inline void gemv_out_in(matrix_view<const float> x, [[maybe_unused]] const void* xb, [[maybe_unused]] std::size_t ldxb,
                         [[maybe_unused]] std::size_t xoff, [[maybe_unused]] const float* xs, weights_view<T> w, const float* bias, matrix_view<float> y,
                         std::size_t n0, std::size_t n1, bool accumulate) {
+  if constexpr (gemv_tiles_3x4<T, Arch>) {
+    if (x.rows > (std::is_same_v<T, float> ? 1 : gemv_row_max_rows)) {
+      for_gemv_tiles<3, 4>(x.rows, n0, n1, w.out, [&](auto mr, auto nr, std::size_t m, std::size_t n, bool) {
+        gemv_tile<Arch, decltype(mr)::value, decltype(nr)::value>(x, w, bias, y, m, n, accumulate);
+      });
+      return;
+    }
+  }
   if constexpr (std::is_same_v<T, float>) {
     for_blocks<4>(n0, n1, [&](auto nr, std::size_t n) {
       for_blocks<4>(0, x.rows, [&](auto mr, std::size_t m) {
