@@ -9,8 +9,9 @@
 // after that prompt), and compares them with
 //   decode:  the memory-bandwidth roofline, bandwidth / bytes read per token
 //            (every weight once, plus the KV cache entries attended to);
-//   prefill: the peak of the arithmetic the weights compute with (bf16 dot
-//            products for bf16 weights on AVX512-BF16, int16 dot products
+//   prefill: the peak of the arithmetic the weights compute with (AMX bf16
+//            tiles for bf16 weights where matmul uses them, else bf16 dot
+//            products on AVX512-BF16; int16 dot products
 //            for int8 weights (vpdpwssd on AVX512-VNNI, vpmaddwd on AVX2),
 //            f32 FMA otherwise).
 // Bandwidth and peaks are measured here, with the same thread count.
@@ -184,6 +185,48 @@ double measure_peak(griffin::thread_pool& pool) {
   return best;
 }
 
+// Peak FLOP/s of AMX bf16 tiles (where matmul uses them: amx_enabled()):
+// four independent 16 x 16 sums, each TDPBF16PS 16 x 16 x 32 products (16384
+// FLOPs), as the gemm's 2 x 2 tiles run; 0 where AMX is not in use.
+double measure_amx_peak([[maybe_unused]] griffin::thread_pool& pool) {
+#if GRIFFIN_AMX
+  if (!griffin::kernels::amx_enabled()) return 0.0;
+  constexpr std::size_t iterations = 2'000'000;
+  double best = 0.0;
+  std::vector<float> sink(pool.size());
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = clock_type::now();
+    pool.run(pool.size(), [&](std::size_t t) {
+      alignas(64) std::uint16_t a[16 * 32];
+      alignas(64) float c[256];
+      for (std::size_t i = 0; i < 16 * 32; ++i) a[i] = static_cast<std::uint16_t>(0x3c00 + (i + t) % 7);
+      griffin::kernels::detail::amx_configure();
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      _tile_loadd(4, a, 64);
+      _tile_loadd(5, a, 64);
+      _tile_loadd(6, a, 64);
+      _tile_loadd(7, a, 64);
+      for (std::size_t i = 0; i < iterations; ++i) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, c, 64);
+      _tile_release();
+      sink[t] = c[0];
+    });
+    best = std::max(best, static_cast<double>(pool.size() * iterations) * 4.0 * 16384.0 / seconds_since(t0));
+  }
+  return best;
+#else
+  return 0.0;
+#endif
+}
+
 // ---- the model ----------------------------------------------------------------
 
 struct options {
@@ -267,13 +310,13 @@ int main(int argc, char** argv) try {
                                4.0 * heads * head_dim * keys_seen * static_cast<double>(attention_layers);
 
   struct machine {
-    double bandwidth, peak_f32, peak_bf16, peak_int16;
+    double bandwidth, peak_f32, peak_bf16, peak_int16, peak_amx;
   };
   const aligned_vector<float> bandwidth_buffer(bandwidth_bytes / sizeof(float), 1.0f);
   std::vector<machine> limits;
   for (std::size_t threads : opt.threads) {
     thread_pool pool(threads);
-    machine l{measure_bandwidth(pool, bandwidth_buffer), measure_peak<arithmetic::f32>(pool), 0.0, 0.0};
+    machine l{measure_bandwidth(pool, bandwidth_buffer), measure_peak<arithmetic::f32>(pool), 0.0, 0.0, measure_amx_peak(pool)};
     if constexpr (has_bf16_dot) l.peak_bf16 = measure_peak<arithmetic::bf16>(pool);
     if constexpr (has_int16_dot) l.peak_int16 = measure_peak<arithmetic::int16>(pool);
     limits.push_back(l);
@@ -281,6 +324,7 @@ int main(int argc, char** argv) try {
                 l.bandwidth / 1e9, l.peak_f32 / 1e9);
     if (has_bf16_dot) std::printf(", bf16 dot %.0f", l.peak_bf16 / 1e9);
     if (has_int16_dot) std::printf(", int16 dot %.0f", l.peak_int16 / 1e9);
+    if (l.peak_amx > 0) std::printf(", bf16 AMX %.0f (bf16 prefill runs on AMX)", l.peak_amx / 1e9);
     std::printf("%s\n", has_bf16_dot ? "" : has_int16_dot ? " (bf16 weights multiply with f32 FMA here)" : " (bf16 and int8 weights multiply with f32 FMA here)");
   }
   std::puts("");
@@ -328,7 +372,8 @@ int main(int argc, char** argv) try {
                                 (static_cast<double>(bandwidth_bytes) / *std::min_element(pass_s.begin(), pass_s.end()) /
                                  bytes_per_token);
       const double prefill_tps = static_cast<double>(opt.prompt) / prefill_s;
-      const double peak = w == "bf16" && has_bf16_dot    ? limits[i].peak_bf16
+      const double peak = w == "bf16" && limits[i].peak_amx > 0 ? limits[i].peak_amx
+                          : w == "bf16" && has_bf16_dot    ? limits[i].peak_bf16
                           : w == "int8" && has_int16_dot ? limits[i].peak_int16
                                                          : limits[i].peak_f32;
       std::printf("%-7s %-7zu %10.2f %12.1f %9.0f%% %12.2f %12.2f %9.0f%% %9.0f%%\n", w.c_str(), opt.threads[i],

@@ -316,6 +316,55 @@ TEST_CASE_TEMPLATE_DEFINE("the packed gemm gives a token's outputs bit for bit w
 }
 TEST_CASE_TEMPLATE_APPLY(gemm_rows_id, griffin_test::test_archs);
 
+// The AMX bf16 gemm (amx.hpp) against matmul_scalar and against the
+// vdpbf16ps gemm it replaces (the same products; each output one chain over
+// k either way), over its edges: K past and short of a 32-wide step and of
+// the k block, tokens past a 16-token tile and a token block, channels past
+// a tile, a panel and a piece; both layouts, one thread and two. Where the
+// build or the OS has no AMX, set_amx_enabled(true) must say so.
+TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16ps gemm") {
+  const bool was = kernels::amx_enabled();
+  if (!kernels::set_amx_enabled(true)) {
+    CHECK(!kernels::amx_enabled());
+    MESSAGE("no AMX in this build or from this OS: the AMX gemm is not run here");
+    return;
+  }
+#if GRIFFIN_AMX
+  using kernels::detail::amx_kc;
+  using kernels::detail::amx_mc;
+  using kernels::detail::amx_nc;
+  rng r(12);
+  thread_pool two(2);
+  std::size_t runs = 0;
+  for (std::size_t K : {std::size_t{1}, std::size_t{31}, std::size_t{64}, std::size_t{97}, amx_kc, amx_kc + 33, 2 * amx_kc + 64})
+    for (std::size_t M : {std::size_t{16}, std::size_t{17}, std::size_t{48}, amx_mc + 19})
+      for (std::size_t N : {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{40}, amx_nc + 48}) {
+        if (M * N * K > 3'000'000) continue;
+        const bool out_in = (K + M + N) % 2 == 0, accumulate = (M + N) % 3 == 0;
+        CAPTURE(K);
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(out_in);
+        const std::size_t ldx = K + 1, ldy = N + 3;
+        const auto x = r.floats(M * ldx), bias = r.floats(N), init = r.floats(M * ldy);
+        const auto w = stored_as<bfloat16>(r.floats(N * K + 1));
+        const auto wv = out_in ? kernels::out_in(w.data() + 1, N, K) : kernels::in_out(w.data() + 1, N, K);
+        const kernels::matrix_view<const float> xv{x.data(), M, K, ldx};
+        std::vector<float> amx = init, dp = init, ref = init;
+        kernels::set_amx_enabled(true);
+        kernels::matmul(xv, wv, bias.data(), {amx.data(), M, N, ldy}, accumulate, K % 2 ? nullptr : &two);
+        kernels::set_amx_enabled(false);
+        kernels::matmul(xv, wv, bias.data(), {dp.data(), M, N, ldy}, accumulate, nullptr);
+        kernels::matmul_scalar(xv, wv, bias.data(), {ref.data(), M, N, ldy}, accumulate);
+        CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(ref)) <= matmul_tolerance<bfloat16>(K));
+        CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(dp)) <= 1e-5f * static_cast<float>(K + 1));
+        ++runs;
+      }
+  CHECK(runs > 100);
+#endif
+  kernels::set_amx_enabled(was);
+}
+
 // Integer sums at their largest: weights -128 and activations on the ends
 // of their grids (+-32767) over K past the gemv's 8192-element and the
 // gemm's 512-element integer blocks, on the gemv rows, the batched tile and

@@ -46,6 +46,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "griffin/kernels/amx.hpp"
 #include "griffin/kernels/convert.hpp"
 #include "griffin/kernels/simd.hpp"
 #include "griffin/parallel.hpp"
@@ -1429,6 +1430,214 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
   }
 }
 
+#if GRIFFIN_AMX
+// The AMX bf16 gemm (amx.hpp), y [M, N] (+)= x [M, K] W^T + bias.
+//
+// [out, in] weights are the A tiles in place (16 weight rows of 32 k, one
+// cache line each), the activations the B tiles, packed per 16 tokens as
+// [K32 / 2][16] words of bf16 pairs (ab); the 16 x 16 sums (weight row x
+// token) go to y transposed (store_tile_8x16). [in, out] weights are the B
+// tiles, packed per panel and k block as [pairs][16 outputs] words (k, k + 1
+// of one output in a word); the activations, bf16 rows [M16, K32], are the A
+// tiles; the sums (token x output) go to y as they are. K32, M16: K and M
+// rounded up to 32 and 16, zeros past them.
+struct amx_activations {
+  const std::uint32_t* pairs = nullptr;  // out_in: token tile t at pairs + t * (K32 / 2) * 16
+  const std::uint16_t* rows = nullptr;   // in_out: token m at rows + m * K32
+  std::size_t K32 = 0;
+};
+
+// r[i] lane j <- r[j] lane i, for 16 rows of 16 words.
+inline void transpose_16x16_epi32(__m512i* r) noexcept {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // then the 128-bit lanes: 4 x 4 blocks of 4 x 4 words moved to their places
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_i32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_i32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xdd);
+    r[4 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0x88);
+    r[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+}
+
+inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_pool* pool) {
+  struct rows_tag;
+  struct pairs_tag;
+  const std::size_t M = x.rows, K = x.cols, K32 = (K + 31) / 32 * 32, M16 = (M + 15) / 16 * 16, tiles = M16 / 16;
+  std::uint16_t* rows = thread_buffer<rows_tag, std::uint16_t>(M16 * K32);
+  std::uint32_t* pairs = out_in ? thread_buffer<pairs_tag, std::uint32_t>(M16 * K32 / 2) : nullptr;
+  parallel_run(pool, std::min<std::size_t>(pool ? pool->size() : 1, tiles), [&](std::size_t task) {
+    const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, tiles);
+    for (std::size_t t = tiles * task / tasks; t < tiles * (task + 1) / tasks; ++t) {
+      for (std::size_t m = 16 * t; m < 16 * t + 16; ++m) {
+        std::uint16_t* r = rows + m * K32;
+        if (m < M) {
+          to_bf16(x.row(m), r, K);
+          std::fill(r + K, r + K32, std::uint16_t{0});
+        } else {
+          std::fill(r, r + K32, std::uint16_t{0});
+        }
+      }
+      if (!out_in) continue;
+      // The tile's 16 rows as [K32 / 2][16] words: a 16 x 16 word transpose per 32 k.
+      std::uint32_t* out = pairs + t * (K32 / 2) * 16;
+      for (std::size_t k = 0; k < K32; k += 32) {
+        __m512i r[16];
+        for (std::size_t i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows + (16 * t + i) * K32 + k);
+        transpose_16x16_epi32(r);
+        for (std::size_t i = 0; i < 16; ++i) _mm512_store_si512(out + (k / 2 + i) * 16, r[i]);
+      }
+    }
+  });
+  return {pairs, rows, K32};
+}
+
+// Output channels [n0, n1) of the AMX gemm, n0 - first a multiple of 32 and
+// n1 - n0 at most amx_nc: cache blocks of amx_mc tokens x amx_kc k, and in
+// them panels of 32 weight rows against pairs of 16-token tiles. Sums of
+// all but the last k block wait in cbuf.
+inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
+                         std::size_t n0, std::size_t n1, bool accumulate) {
+  struct c_tag;
+  struct panel_tag;
+  const std::size_t K = w.in, K32 = act.K32, M16 = (M + 15) / 16 * 16;
+  const bool out_in = w.layout == weight_layout::out_in;
+  const std::size_t pairs_max = (std::min(amx_mc, M16) + 31) / 32;  // token tile pairs a block
+  float* cbuf = thread_buffer<c_tag, float>(amx_nc / 32 * pairs_max * 1024);
+  // A panel of 32 rows: out_in, a zero-padded copy where the rows or k run
+  // out; in_out, its two B tiles' words for one k block.
+  char* panel = reinterpret_cast<char*>(thread_buffer<panel_tag, std::uint32_t>(32 * amx_kc / 2));
+  alignas(64) float tile[4 * 256];
+  const auto* wd = reinterpret_cast<const std::uint16_t*>(w.data);
+  for (std::size_t mc0 = 0; mc0 < M16; mc0 += amx_mc) {
+    const std::size_t mc = std::min(amx_mc, M16 - mc0);
+    for (std::size_t k0 = 0; k0 < K32; k0 += amx_kc) {
+      const std::size_t kc = std::min(amx_kc, K32 - k0), steps = kc / 32;
+      const bool first = k0 == 0, last = k0 + kc == K32;
+      for (std::size_t np = n0; np < n1; np += 32) {
+        const std::size_t rows = std::min<std::size_t>(32, n1 - np), ra_w = (rows + 15) / 16;
+        const char* wa[2];
+        std::size_t lda = 0;
+        if (out_in) {
+          if (rows % 16 == 0 && k0 + kc <= K) {  // in place
+            wa[0] = reinterpret_cast<const char*>(wd + np * w.stride + k0);
+            wa[1] = rows == 32 ? reinterpret_cast<const char*>(wd + (np + 16) * w.stride + k0) : wa[0];
+            lda = 2 * w.stride;
+          }
+          if (lda == 0) {  // copied: rows [np, np + rows), k [k0, min(K, k0 + kc)), zero around
+            auto* p = reinterpret_cast<std::uint16_t*>(panel);
+            const std::size_t kn = K > k0 ? std::min(kc, K - k0) : 0;
+            for (std::size_t i = 0; i < 16 * ra_w; ++i) {
+              std::uint16_t* r = p + i * kc;
+              if (i < rows) std::memcpy(r, wd + (np + i) * w.stride + k0, 2 * kn);
+              std::fill(r + (i < rows ? kn : 0), r + kc, std::uint16_t{0});
+            }
+            wa[0] = panel;
+            wa[1] = ra_w == 2 ? panel + 32 * kc : panel;
+            lda = 2 * kc;
+          }
+        } else {  // B tiles: word (pair q, output o) = W[k0 + 2q][n] | W[k0 + 2q + 1][n] << 16
+          auto* p = reinterpret_cast<std::uint32_t*>(panel);
+          for (std::size_t j = 0; j < ra_w; ++j) {
+            const std::size_t n = np + 16 * j, valid = n < n1 ? std::min<std::size_t>(16, n1 - n) : 0;
+            const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+            std::uint32_t* out = p + j * (kc / 2) * 16;
+            for (std::size_t q = 0; q < kc / 2; ++q) {
+              const std::size_t k = k0 + 2 * q;
+              const __m256i lo = k < K ? _mm256_maskz_loadu_epi16(mask, wd + k * w.stride + n) : _mm256_setzero_si256();
+              const __m256i hi = k + 1 < K ? _mm256_maskz_loadu_epi16(mask, wd + (k + 1) * w.stride + n) : _mm256_setzero_si256();
+              _mm512_store_si512(out + q * 16, _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16)));
+            }
+          }
+          wa[0] = panel;
+          wa[1] = ra_w == 2 ? panel + (kc / 2) * 16 * 4 : panel;
+        }
+        // The next panel's weights for this k block, into L2 while this one
+        // runs: spread over the token pairs, kc lines of 64 bytes.
+        const std::size_t next = np + 32, pair_count = (mc + 31) / 32;
+        const bool prefetch_next = amx_prefetch_next && next + 32 <= n1 && k0 + kc <= K;
+        for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
+          const std::size_t rb_t = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles here
+          if (prefetch_next) {
+            const std::size_t q = (mt - mc0) / 32;
+            for (std::size_t line = kc * q / pair_count; line < kc * (q + 1) / pair_count; ++line) {
+              const std::uint16_t* at = out_in ? wd + (next + line / (kc / 32)) * w.stride + k0 + 32 * (line % (kc / 32))
+                                               : wd + (k0 + line) * w.stride + next;
+              _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T1);
+            }
+          }
+          float* c = cbuf + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * 1024;
+          float* out = last ? tile : c;
+          if (!first && last) std::memcpy(tile, c, sizeof tile);
+          if (out_in) {  // A: weight rows, B: token tiles
+            const std::uint32_t* b0 = act.pairs + (mt / 16) * (K32 / 2) * 16 + k0 / 2 * 16;
+            const char* b[2] = {reinterpret_cast<const char*>(b0), reinterpret_cast<const char*>(rb_t == 2 ? b0 + (K32 / 2) * 16 : b0)};
+            amx_dispatch(ra_w, rb_t, [&](auto ra, auto rb) { amx_tiles<ra, rb>(wa, lda, 64, b, steps, out, !first); });
+          } else {  // A: token rows, B: weight tiles
+            const std::uint16_t* a0 = act.rows + mt * K32 + k0;
+            const char* a[2] = {reinterpret_cast<const char*>(a0), reinterpret_cast<const char*>(rb_t == 2 ? a0 + 16 * K32 : a0)};
+            amx_dispatch(rb_t, ra_w, [&](auto ra, auto rb) { amx_tiles<ra, rb>(a, 2 * K32, 64, wa, steps, out, !first); });
+          }
+          if (!last) continue;
+          for (std::size_t ti = 0; ti < rb_t; ++ti) {
+            const std::size_t m = mt + 16 * ti;
+            if (m >= M) break;
+            const std::size_t tokens = std::min<std::size_t>(16, M - m);
+            for (std::size_t wi = 0; wi < ra_w; ++wi) {
+              const std::size_t n = np + 16 * wi, valid = std::min<std::size_t>(16, n1 - n);
+              if (out_in) {  // tile (wi, ti): [16 rows][16 tokens]
+                const float* t = tile + (wi * rb_t + ti) * 256;
+                for (std::size_t h = 0; h < valid; h += 8) {
+                  if (valid - h >= 8) {
+                    store_tile_8x16(t + h * 16, 16, tokens, nullptr, nullptr, bias ? bias + n + h : nullptr, y, m, n + h, accumulate);
+                  } else {
+                    for (std::size_t tk = 0; tk < tokens; ++tk)
+                      for (std::size_t i = h; i < valid; ++i) store_output(t[i * 16 + tk], nullptr, bias, n + i, y.row(m + tk)[n + i], accumulate);
+                  }
+                }
+              } else {  // tile (ti, wi): [16 tokens][16 outputs]
+                const float* t = tile + (ti * ra_w + wi) * 256;
+                const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+                const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
+                for (std::size_t tk = 0; tk < tokens; ++tk) {
+                  float* o = y.row(m + tk) + n;
+                  __m512 v = _mm512_load_ps(t + tk * 16);
+                  if (bias) v = _mm512_add_ps(v, bv);
+                  if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), v);
+                  _mm512_mask_storeu_ps(o, mask, v);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+inline void amx_channels(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
+                         std::size_t n0, std::size_t n1, bool accumulate) {
+  amx_configure();
+  for (std::size_t p = n0; p < n1; p += amx_nc) amx_piece(act, M, w, bias, y, p, std::min(n1, p + amx_nc), accumulate);
+  _tile_release();
+}
+#endif
+
 }  // namespace detail
 
 /// Activation rows from which matmul packs them for the compute-bound path
@@ -1478,6 +1687,17 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   };
 
   if (M >= gemm_min_rows<T, Arch>) {
+#if GRIFFIN_AMX
+    if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+      if (amx_enabled()) {
+        const detail::amx_activations act = detail::amx_pack(x, w.layout == weight_layout::out_in, threads > 1 ? pool : nullptr);
+        const auto channels = [&](std::size_t n0, std::size_t n1) { detail::amx_channels(act, M, w, bias, y, n0, n1, accumulate); };
+        if (threads > 1) pool->run_shares(N, 32, detail::amx_nc / 32, channels);
+        else channels(0, N);
+        return;
+      }
+    }
+#endif
     using E = detail::packed_element<T, Arch>;
     constexpr std::size_t P = detail::k_per_element<T, Arch>;
     struct a_tag;
