@@ -21,8 +21,6 @@
 #include <cstring>
 #include <type_traits>
 
-#include "griffin/kernels/simd.hpp"
-
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__linux__)
 #define GRIFFIN_AMX 1
 #include <immintrin.h>
@@ -96,19 +94,6 @@ inline constexpr std::size_t amx_kc = GRIFFIN_AMX_KC;
 inline constexpr std::size_t amx_nc = GRIFFIN_AMX_NC;
 static_assert(amx_mc % 32 == 0 && amx_kc % 32 == 0 && amx_nc % 32 == 0);
 
-#ifndef GRIFFIN_AMX_PREFETCH_STEPS
-#define GRIFFIN_AMX_PREFETCH_STEPS 0
-#endif
-#ifndef GRIFFIN_AMX_PREFETCH_A
-#define GRIFFIN_AMX_PREFETCH_A 0
-#endif
-#ifndef GRIFFIN_AMX_PREFETCH_NEXT
-#define GRIFFIN_AMX_PREFETCH_NEXT 0
-#endif
-inline constexpr bool amx_prefetch_next = GRIFFIN_AMX_PREFETCH_NEXT != 0;
-inline constexpr std::size_t amx_prefetch_steps = GRIFFIN_AMX_PREFETCH_STEPS;
-inline constexpr bool amx_prefetch_a = GRIFFIN_AMX_PREFETCH_A != 0;
-
 // Tile palette 1: tmm0-3 the 2 x 2 sums, tmm4-5 the A tiles, tmm6-7 the B
 // tiles; each 16 rows of 64 bytes.
 struct alignas(64) amx_config {
@@ -151,19 +136,6 @@ inline void amx_tiles(const char* const* a, std::size_t lda, std::size_t a_step,
   }
   const char *a0 = a[0], *a1 = a[RA - 1], *b0 = b[0], *b1 = b[RB - 1];
   for (std::size_t s = 0; s < steps; ++s) {
-    if constexpr (amx_prefetch_steps > 0) {
-      if (s + amx_prefetch_steps < steps) {
-        const std::size_t ahead = s + amx_prefetch_steps;
-        GRIFFIN_UNROLL for (std::size_t i = 0; i < 16; ++i) {
-          _mm_prefetch(b0 + ahead * 1024 + 64 * i, _MM_HINT_T0);
-          if constexpr (RB == 2) _mm_prefetch(b1 + ahead * 1024 + 64 * i, _MM_HINT_T0);
-          if constexpr (amx_prefetch_a) {
-            _mm_prefetch(a0 + ahead * a_step + i * lda, _MM_HINT_T0);
-            if constexpr (RA == 2) _mm_prefetch(a1 + ahead * a_step + i * lda, _MM_HINT_T0);
-          }
-        }
-      }
-    }
     _tile_loadd(4, a0 + s * a_step, lda);
     _tile_loadd(6, b0 + s * 1024, 64);
     _tile_dpbf16ps(0, 4, 6);

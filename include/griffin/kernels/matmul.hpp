@@ -28,7 +28,8 @@
 //     (48 on AVX-512, 24 on AVX2) runs over cache blocks of K (KC), tokens
 //     (MC) and weight rows (NC), with weights broadcast from their own rows
 //     in place (or from a small converted panel for int8, float16, bf16
-//     without AVX512-BF16, in x out or odd K). Compute-bound.
+//     without AVX512-BF16, in x out or odd K). Compute-bound. bf16 weights
+//     on a CPU with AMX (amx.hpp) run on its tiles instead (amx_channels).
 // Both split the output channels over a thread pool (the gemv in shares that
 // threads finish for each other: thread_pool::run_shares); every output is
 // computed by the same code whatever the thread count or the piece it falls
@@ -1481,8 +1482,8 @@ inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_
   const std::size_t M = x.rows, K = x.cols, K32 = (K + 31) / 32 * 32, M16 = (M + 15) / 16 * 16, tiles = M16 / 16;
   std::uint16_t* rows = thread_buffer<rows_tag, std::uint16_t>(M16 * K32);
   std::uint32_t* pairs = out_in ? thread_buffer<pairs_tag, std::uint32_t>(M16 * K32 / 2) : nullptr;
-  parallel_run(pool, std::min<std::size_t>(pool ? pool->size() : 1, tiles), [&](std::size_t task) {
-    const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, tiles);
+  const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, tiles);
+  parallel_run(pool, tasks, [&](std::size_t task) {
     for (std::size_t t = tiles * task / tasks; t < tiles * (task + 1) / tasks; ++t) {
       for (std::size_t m = 16 * t; m < 16 * t + 16; ++m) {
         std::uint16_t* r = rows + m * K32;
@@ -1507,10 +1508,11 @@ inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_
   return {pairs, rows, K32};
 }
 
-// Output channels [n0, n1) of the AMX gemm, n0 - first a multiple of 32 and
-// n1 - n0 at most amx_nc: cache blocks of amx_mc tokens x amx_kc k, and in
-// them panels of 32 weight rows against pairs of 16-token tiles. Sums of
-// all but the last k block wait in cbuf.
+// Output channels [n0, n1) of the AMX gemm, n0 a multiple of 32 and n1 - n0
+// at most amx_nc (amx_channels cuts a thread's share into such pieces):
+// cache blocks of amx_mc tokens x amx_kc k, and in them panels of 32 weight
+// rows against pairs of 16-token tiles. Sums of all but the last k block
+// wait in cbuf.
 inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
                          std::size_t n0, std::size_t n1, bool accumulate) {
   struct c_tag;
@@ -1567,20 +1569,8 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
           wa[0] = panel;
           wa[1] = ra_w == 2 ? panel + (kc / 2) * 16 * 4 : panel;
         }
-        // The next panel's weights for this k block, into L2 while this one
-        // runs: spread over the token pairs, kc lines of 64 bytes.
-        const std::size_t next = np + 32, pair_count = (mc + 31) / 32;
-        const bool prefetch_next = amx_prefetch_next && next + 32 <= n1 && k0 + kc <= K;
         for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
           const std::size_t rb_t = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles here
-          if (prefetch_next) {
-            const std::size_t q = (mt - mc0) / 32;
-            for (std::size_t line = kc * q / pair_count; line < kc * (q + 1) / pair_count; ++line) {
-              const std::uint16_t* at = out_in ? wd + (next + line / (kc / 32)) * w.stride + k0 + 32 * (line % (kc / 32))
-                                               : wd + (k0 + line) * w.stride + next;
-              _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T1);
-            }
-          }
           float* c = cbuf + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * 1024;
           float* out = last ? tile : c;
           if (!first && last) std::memcpy(tile, c, sizeof tile);
