@@ -1,7 +1,8 @@
 // griffin/kernels/amx.hpp: the bf16 gemm on Intel AMX tiles (Sapphire Rapids
 // and later): TDPBF16PS multiplies a 16 x 32 bf16 tile by a 32 x 16 one into
 // 16 x 16 float sums, 16384 FLOPs an instruction, several times what
-// vdpbf16ps does a core (docs/09-performance.md, "AMX").
+// vdpbf16ps does a core (docs/09-performance.md, "On an Intel guest with
+// AMX").
 //
 // Compute rule: the one for bf16 weights (matmul.hpp): activations rounded
 // to bf16, exact products summed in float, each output one chain over k in
