@@ -3,6 +3,7 @@
 //
 //   griffin-bench [--preset 2b|9b] [--weights f32,bf16,int8] [--threads 1,2]
 //                 [--prompt 512] [--decode 64] [--layers N]
+//                 [--gemv-prefetch BF16_L2,INT8_L2,INT8_FAR]
 //
 // For each weight type and thread count it prints prefill tokens/s (one
 // prompt of --prompt tokens) and decode tokens/s (batch 1, --decode steps
@@ -236,6 +237,7 @@ struct options {
   std::size_t prompt = 512;
   std::size_t decode = 64;
   std::size_t layers = 0;  // 0: the preset's
+  std::vector<std::size_t> gemv_prefetch;  // empty: the distances chosen for this CPU
 };
 
 options parse(int argc, char** argv) {
@@ -258,8 +260,16 @@ options parse(int argc, char** argv) {
     } else if (flag == "--prompt") o.prompt = number();
     else if (flag == "--decode") o.decode = number();
     else if (flag == "--layers") o.layers = number();
-    else if (flag == "--help" || flag == "-h") {
-      std::puts("griffin-bench [--preset 2b|9b] [--weights f32,bf16,int8] [--threads 1,2] [--prompt 512] [--decode 64] [--layers N]");
+    else if (flag == "--gemv-prefetch") {
+      for (const auto& d : split_list(value())) {
+        std::size_t used = 0;
+        o.gemv_prefetch.push_back(std::stoul(d, &used));
+        if (used != d.size()) throw std::invalid_argument("--gemv-prefetch: '" + d + "' is not a number of bytes");
+      }
+      if (o.gemv_prefetch.size() != 3) throw std::invalid_argument("--gemv-prefetch takes three byte counts: BF16_L2,INT8_L2,INT8_FAR");
+    } else if (flag == "--help" || flag == "-h") {
+      std::puts("griffin-bench [--preset 2b|9b] [--weights f32,bf16,int8] [--threads 1,2] [--prompt 512] [--decode 64] [--layers N]\n"
+                "              [--gemv-prefetch BF16_L2,INT8_L2,INT8_FAR]  (bytes ahead the decode rows prefetch; 0 for none)");
       std::exit(0);
     } else throw std::invalid_argument("unknown flag " + flag + " (try --help)");
   }
@@ -287,7 +297,11 @@ int main(int argc, char** argv) try {
   std::printf("griffin-bench: RecurrentGemma-%s shape (%zu blocks %s, width %zu, vocab %zu), random weights\n",
               opt.preset.c_str(), cfg.block_types.size(), cfg.pattern().substr(0, 12).c_str(), cfg.width,
               cfg.vocab_size);
-  std::printf("prompt %zu tokens, then %zu decode steps at batch 1\n\n", opt.prompt, opt.decode);
+  if (!opt.gemv_prefetch.empty())
+    kernels::set_gemv_prefetch({opt.gemv_prefetch[0], opt.gemv_prefetch[1], opt.gemv_prefetch[2]});
+  const auto pf = kernels::gemv_prefetch();
+  std::printf("prompt %zu tokens, then %zu decode steps at batch 1; decode rows prefetch (bytes ahead) bf16 %zu, int8 %zu and %zu far\n\n",
+              opt.prompt, opt.decode, pf.l2_bf16, pf.l2_int8, pf.far_int8);
 
   auto t0 = clock_type::now();
   weight_reader reader(fast_random_weights(1));

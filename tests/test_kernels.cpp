@@ -365,6 +365,52 @@ TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16
   kernels::set_amx_enabled(was);
 }
 
+// The gemv rows' prefetch distances are a per-CPU setting a program may
+// change: set_gemv_prefetch returns the previous ones and takes effect on the
+// next call, and no setting changes a result (bf16 and int8 rows at batch
+// 1-4, rows long enough to run the prefetching loop, distances from none to
+// past the end of the matrix).
+TEST_CASE("gemv prefetch distances change no result and can be set and restored") {
+  const kernels::gemv_prefetch_distances was = kernels::gemv_prefetch();
+  rng r(31);
+  thread_pool two(2);
+  const std::size_t N = 37, K = 2 * 8192 + 96;
+  const auto wb = stored_as<bfloat16>(r.floats(N * K));
+  std::vector<std::int8_t> wi(N * K);
+  for (std::size_t i = 0; i < wi.size(); ++i) wi[i] = static_cast<std::int8_t>(static_cast<int>(i * 7919 % 255) - 127);
+  const auto scale = r.floats(N);
+  for (std::size_t M = 1; M <= kernels::detail::gemv_row_max_rows; ++M) {
+    CAPTURE(M);
+    const auto x = r.floats(M * K);
+    const kernels::matrix_view<const float> xv{x.data(), M, K, K};
+    std::vector<float> first_b, first_i;
+    for (const kernels::gemv_prefetch_distances d :
+         {kernels::gemv_prefetch_distances{0, 0, 0}, kernels::gemv_prefetch_distances{64, 64, 64},
+          kernels::gemv_prefetch_distances{4096, 6144, 16384}, kernels::gemv_prefetch_distances{N * K, N * K, 2 * N * K}}) {
+      const auto before = kernels::gemv_prefetch();
+      CHECK(kernels::set_gemv_prefetch(d) == before);
+      CHECK(kernels::gemv_prefetch() == d);
+      std::vector<float> yb(M * N), yi(M * N);
+      kernels::matmul(xv, kernels::out_in(wb.data(), N, K), nullptr, {yb.data(), M, N, N}, false, M % 2 ? &two : nullptr);
+      kernels::matmul(xv, kernels::out_in(wi.data(), N, K, scale.data()), nullptr, {yi.data(), M, N, N}, false, &two);
+      if (first_b.empty()) {
+        first_b = yb;
+        first_i = yi;
+        std::vector<float> ref(M * N);
+        kernels::matmul_scalar(xv, kernels::out_in(wi.data(), N, K, scale.data()), nullptr, {ref.data(), M, N, N}, false);
+        float largest = 0.0f;  // the scalar rule sums in float: cancellation over K, so relative to the largest output
+        for (const float v : ref) largest = std::max(largest, std::abs(v));
+        CHECK(max_abs_diff(std::span<const float>(yi), std::span<const float>(ref)) <= 1e-4f * largest);
+      } else {
+        CHECK(yb == first_b);
+        CHECK(yi == first_i);
+      }
+    }
+  }
+  kernels::set_gemv_prefetch(was);
+  CHECK(kernels::gemv_prefetch() == was);
+}
+
 // Integer sums at their largest: weights -128 and activations on the ends
 // of their grids (+-32767) over K past the gemv's 8192-element and the
 // gemm's 512-element integer blocks, on the gemv rows, the batched tile and

@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +47,10 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "griffin/kernels/amx.hpp"
 #include "griffin/kernels/convert.hpp"
@@ -387,51 +392,96 @@ inline void gemv_row(matrix_view<const float> x, weights_view<T> w, const float*
 #endif
 inline constexpr std::size_t gemv_prefetch_bytes = GRIFFIN_GEMV_PREFETCH;
 
-// How far ahead a gemv row of 1-4 activation rows asks for its weights into
-// L2 (prefetcht1): bf16 with vdpbf16ps once per 128 B, 4 KiB ahead; int8
-// with vpdpwssd once per 64 B, 6 KiB ahead. 0 issues none;
-// GRIFFIN_GEMV_L2_PREFETCH sets both, GRIFFIN_GEMV_L2_PREFETCH_BF16 and
-// GRIFFIN_GEMV_L2_PREFETCH_INT8 one each. On the Zen 4 guest the hardware
-// prefetchers alone left a 2B decode step at 77-95% of the read bandwidth;
-// with 4 KiB, decode steps alternating on and off in one process (2
-// threads), GB/s of weights: batch 1 bf16 32.7 -> 35.1 and 36.1 -> 38.8,
-// int8 31.8 -> 34.5 and 28.3 -> 31.1; batch 2 bf16 22.7 -> 24.5, int8
-// 21.9 -> 24.5; batch 4 bf16 17.0 -> 17.9, int8 14.7 -> 15.6. Distances
-// alternating step by step (docs/09-performance.md): int8 at 5.5-6.5 KiB
-// read 92-100% of the read pass in seven runs where 4 KiB read 79-87% (batch 1
-// +10% in GB/s, batch 2 +11%); 2, 3, 5, 8, 10 and 12 KiB were level with
-// 4 KiB or below it, 7 KiB +5 points. bf16 at 6 KiB: +2 points in two runs,
-// -8 in a third, where 5.5 KiB was level and 8 KiB -10. A prefetcht0 into L1
-// instead cost 10-25% in the row loop there, as the GRIFFIN_GEMV_PREFETCH one
-// cost 7-10% of decode on Zen 5 (where this L2 one has not been measured).
-#ifdef GRIFFIN_GEMV_L2_PREFETCH
-#ifndef GRIFFIN_GEMV_L2_PREFETCH_BF16
-#define GRIFFIN_GEMV_L2_PREFETCH_BF16 GRIFFIN_GEMV_L2_PREFETCH
-#endif
-#ifndef GRIFFIN_GEMV_L2_PREFETCH_INT8
-#define GRIFFIN_GEMV_L2_PREFETCH_INT8 GRIFFIN_GEMV_L2_PREFETCH
-#endif
-#endif
-#ifndef GRIFFIN_GEMV_L2_PREFETCH_BF16
-#define GRIFFIN_GEMV_L2_PREFETCH_BF16 4096
-#endif
-#ifndef GRIFFIN_GEMV_L2_PREFETCH_INT8
-#define GRIFFIN_GEMV_L2_PREFETCH_INT8 6144
-#endif
-template <class T>
-inline constexpr std::size_t gemv_l2_prefetch_bytes =
-    std::is_same_v<T, std::int8_t> ? GRIFFIN_GEMV_L2_PREFETCH_INT8 : GRIFFIN_GEMV_L2_PREFETCH_BF16;
+}  // namespace detail
 
-// A second, farther prefetch the int8 rows issue beside the near one
-// (prefetcht2, once per 64 B; 0 for none). Alternating decode steps on the
-// Zen 4 guest (2B, 2 threads, batch 1), GB/s of weights with it at 16 KiB
-// against without: 41.4 / 39.7, 40.5 / 38.5, 45.4 / 42.6, and 29.2 / 30.1
-// in a slow minute (the machine reading 29 GB/s); at 32 KiB 39.9 / 38.5.
-// bf16 rows lost 10-15% with one at 16 or 32 KiB, so they take none.
-#ifndef GRIFFIN_GEMV_FAR_PREFETCH_INT8
-#define GRIFFIN_GEMV_FAR_PREFETCH_INT8 16384
+/// How far ahead (bytes; 0 for none) the AVX-512 gemv rows of 1-4
+/// activation rows ask for their weights: into L2 (`prefetcht1`, bf16 rows
+/// once per 128 B, int8 rows once per 64 B) and, for int8, a second, farther
+/// one (`prefetcht2`, once per 64 B). Each CPU gets what measured fastest on
+/// it (docs/09-performance.md, decode steps alternating in one process, 2B
+/// shape, 2 threads, batch 1):
+///   Zen 4 (AMD family 0x19 with AVX-512) and any other CPU: bf16 4 KiB, int8
+///     6 KiB and 16 KiB far. On the Zen 4 guest 4 KiB gave bf16 and int8
+///     7-12% more decode speed at batch 1-2, int8 at 6 KiB another ~10%, the
+///     far one ~5% outside slow minutes.
+///   Zen 5 (AMD family 0x1A): bf16 none, int8 6 KiB, no far one. There the
+///     bf16 L2 prefetch cost 4-7% of the weight stream and the far int8 one
+///     4-10%, while the int8 L2 one at 4-6 KiB gave +15-30% (68-77% of the
+///     read pass without it, 85-100% with it).
+/// A build may fix any of them with -DGRIFFIN_GEMV_L2_PREFETCH_BF16=<bytes>,
+/// GRIFFIN_GEMV_L2_PREFETCH_INT8, GRIFFIN_GEMV_L2_PREFETCH (both) or
+/// GRIFFIN_GEMV_FAR_PREFETCH_INT8; a program with set_gemv_prefetch.
+struct gemv_prefetch_distances {
+  std::size_t l2_bf16 = 4096, l2_int8 = 6144, far_int8 = 16384;
+  friend bool operator==(const gemv_prefetch_distances&, const gemv_prefetch_distances&) = default;
+};
+
+namespace detail {
+
+// AMD's CPU family (base + extended, as CPUID leaf 1 reports it), or 0 on
+// another vendor or without CPUID.
+inline unsigned amd_cpu_family() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+  if (b != 0x68747541u || d != 0x69746e65u || c != 0x444d4163u) return 0;  // "AuthenticAMD"
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  const unsigned base = (a >> 8) & 0xf;
+  return base == 0xf ? base + ((a >> 20) & 0xff) : base;
+#else
+  return 0;
 #endif
-inline constexpr std::size_t gemv_far_prefetch_bytes_int8 = GRIFFIN_GEMV_FAR_PREFETCH_INT8;
+}
+
+inline gemv_prefetch_distances cpu_gemv_prefetch() noexcept {
+  gemv_prefetch_distances d;
+  if (amd_cpu_family() >= 0x1a) d = {0, 6144, 0};
+#ifdef GRIFFIN_GEMV_L2_PREFETCH
+  d.l2_bf16 = d.l2_int8 = GRIFFIN_GEMV_L2_PREFETCH;
+#endif
+#ifdef GRIFFIN_GEMV_L2_PREFETCH_BF16
+  d.l2_bf16 = GRIFFIN_GEMV_L2_PREFETCH_BF16;
+#endif
+#ifdef GRIFFIN_GEMV_L2_PREFETCH_INT8
+  d.l2_int8 = GRIFFIN_GEMV_L2_PREFETCH_INT8;
+#endif
+#ifdef GRIFFIN_GEMV_FAR_PREFETCH_INT8
+  d.far_int8 = GRIFFIN_GEMV_FAR_PREFETCH_INT8;
+#endif
+  return d;
+}
+
+// The distances in force, read by each gemv row call (relaxed: a change
+// reaches the rows of later calls).
+struct gemv_prefetch_setting {
+  std::atomic<std::size_t> l2_bf16, l2_int8, far_int8;
+  explicit gemv_prefetch_setting(gemv_prefetch_distances d) noexcept : l2_bf16(d.l2_bf16), l2_int8(d.l2_int8), far_int8(d.far_int8) {}
+};
+inline gemv_prefetch_setting& gemv_prefetch_now() noexcept {
+  static gemv_prefetch_setting s(cpu_gemv_prefetch());
+  return s;
+}
+
+}  // namespace detail
+
+/// The gemv prefetch distances in force (chosen for this CPU unless set).
+[[nodiscard]] inline gemv_prefetch_distances gemv_prefetch() noexcept {
+  auto& s = detail::gemv_prefetch_now();
+  return {s.l2_bf16.load(std::memory_order_relaxed), s.l2_int8.load(std::memory_order_relaxed),
+          s.far_int8.load(std::memory_order_relaxed)};
+}
+/// Sets them for the calls that start after it (results do not change:
+/// a prefetch only moves data between caches). Returns the previous ones.
+inline gemv_prefetch_distances set_gemv_prefetch(gemv_prefetch_distances d) noexcept {
+  const gemv_prefetch_distances old = gemv_prefetch();
+  auto& s = detail::gemv_prefetch_now();
+  s.l2_bf16.store(d.l2_bf16, std::memory_order_relaxed);
+  s.l2_int8.store(d.l2_int8, std::memory_order_relaxed);
+  s.far_int8.store(d.far_int8, std::memory_order_relaxed);
+  return old;
+}
+
+namespace detail {
 
 #if defined(__AVX512BW__)
 // The lanes of a 32 x 16-bit (or 8-bit) step below r: all 32 from r = 32 on.
@@ -462,6 +512,7 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
   const std::uint16_t* wb = wr - lead;        // weights of block position j: wb[j]
   const std::uint16_t* xbase = xb + xoff - lead;  // activations of block position j: xbase[m * ldxb + j]
   const std::size_t len = lead + w.in;
+  const std::size_t l2 = gemv_prefetch_now().l2_bf16.load(std::memory_order_relaxed);
   const auto step = [&](std::size_t j, std::size_t u, __mmask32 mask) {
     const __m512i wv = _mm512_maskz_loadu_epi16(mask, wb + j);
     GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
@@ -475,9 +526,7 @@ inline void gemv_row_dpbf16(const std::uint16_t* xb, std::size_t ldxb, std::size
   for (; j + 32 * U <= len; j += 32 * U)
     GRIFFIN_UNROLL for (std::size_t u = 0; u < U; ++u) {
       if constexpr (gemv_prefetch_bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
-      if constexpr (gemv_l2_prefetch_bytes<bfloat16> > 0) {
-        if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + gemv_l2_prefetch_bytes<bfloat16>, _MM_HINT_T1);
-      }
+      if (l2 > 0 && u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wb + j + 32 * u) + l2, _MM_HINT_T1);
       const __m512i wv = _mm512_loadu_si512(wb + j + 32 * u);
       GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
         acc[i][u] = _mm512_dpbf16_ps(acc[i][u], (__m512bh)_mm512_loadu_si512(xbase + (m0 + i) * ldxb + j + 32 * u), (__m512bh)wv);
@@ -579,6 +628,8 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
   GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) total[i] = _mm512_setzero_ps();
   const std::int8_t* wr = w.data + n * w.stride;
   const bool ahead = MR >= 3 && n + gemv_tile_group < w.out;
+  const std::size_t l2 = gemv_prefetch_now().l2_int8.load(std::memory_order_relaxed);
+  const std::size_t far = gemv_prefetch_now().far_int8.load(std::memory_order_relaxed);
   for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
     const std::size_t c1 = std::min(K, c0 + chunk);
     __v16si acc[MR][U];  // not __m512i: see gemm_micro
@@ -591,12 +642,8 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
           if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_prefetch_bytes, _MM_HINT_T0);
         }
         if (ahead && u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + gemv_tile_group * w.stride + k + 32 * u), _MM_HINT_T0);
-        if constexpr (gemv_l2_prefetch_bytes<std::int8_t> > 0) {
-          if (u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_l2_prefetch_bytes<std::int8_t>, _MM_HINT_T1);
-        }
-        if constexpr (gemv_far_prefetch_bytes_int8 > 0) {
-          if (u % 2 == 1) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + gemv_far_prefetch_bytes_int8, _MM_HINT_T2);
-        }
+        if (l2 > 0 && u % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + l2, _MM_HINT_T1);
+        if (far > 0 && u % 2 == 1) _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + far, _MM_HINT_T2);
         const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + k + 32 * u)));
         GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i)
           acc[i][u] = (__v16si)_mm512_dpwssd_epi32((__m512i)acc[i][u], _mm512_load_si512(xq + (m0 + i) * ldxq + k + 32 * u), wv);
