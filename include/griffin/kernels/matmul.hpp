@@ -1028,6 +1028,36 @@ inline constexpr std::size_t k_per_element = bf16_pairs<T, Arch> || int16_pairs<
 template <class Arch>
 inline constexpr std::size_t gemm_block_tokens = gemm_mv * lanes<Arch>;
 
+#if defined(__AVX512F__)
+// r[i] lane j <- r[j] lane i, for 16 rows of 16 words.
+inline void transpose_16x16_epi32(__m512i* r) noexcept {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // then the 128-bit lanes: 4 x 4 blocks of 4 x 4 words moved to their places
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_i32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_i32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xdd);
+    r[4 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0x88);
+    r[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+}
+#endif
+
 // Packs x [M, K] in blocks of gemm_block_tokens tokens, each block
 // [Kp][gemm_block_tokens] (k' = k / k_per_element, Kp of them), zero past M
 // and past K: the register tile reads a block front to back. With one k per
@@ -1037,6 +1067,42 @@ inline void pack_activations(matrix_view<const float> x, packed_element<T, Arch>
                              std::size_t kp0, std::size_t kp1) {
   constexpr std::size_t P = k_per_element<T, Arch>, MB = gemm_block_tokens<Arch>;
   const std::size_t K = x.cols;
+#if defined(__AVX512BF16__)
+  if constexpr (P == 2 && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    // bf16 pairs 16 tokens at a time: 16 rows rounded to bf16 (to_bf16, as
+    // below) over S pairs, then 16 x 16 words transposed in registers and
+    // stored one 64-byte line per pair. (Word by word, strided, it took ~3%
+    // of a 512-token bf16 prefill.) Mpad and MB are multiples of 16, so a
+    // group of 16 tokens never straddles a block.
+    static_assert(MB % 16 == 0);
+    constexpr std::size_t S = 256;
+    struct rows16_tag;
+    std::uint16_t* rows = thread_buffer<rows16_tag, std::uint16_t>(16 * 2 * S);
+    for (std::size_t m0 = 0; m0 < Mpad; m0 += 16) {
+      packed_element<T, Arch>* out = a + (m0 / MB) * Kp * MB + m0 % MB;
+      for (std::size_t s0 = kp0; s0 < kp1; s0 += S) {
+        const std::size_t n = std::min(kp1, s0 + S) - s0, n16 = (n + 15) / 16 * 16;
+        for (std::size_t i = 0; i < 16; ++i) {
+          std::uint16_t* r = rows + i * 2 * S;
+          std::size_t filled = 0;
+          if (m0 + i < x.rows && 2 * s0 < K) {
+            filled = std::min(2 * (s0 + n), K) - 2 * s0;
+            to_bf16(x.row(m0 + i) + 2 * s0, r, filled);
+          }
+          std::fill(r + filled, r + 2 * n16, std::uint16_t{0});
+        }
+        for (std::size_t j = 0; j < n; j += 16) {
+          __m512i v[16];
+          for (std::size_t i = 0; i < 16; ++i) v[i] = _mm512_loadu_si512(rows + i * 2 * S + 2 * j);
+          transpose_16x16_epi32(v);
+          const std::size_t count = std::min<std::size_t>(16, n - j);
+          for (std::size_t i = 0; i < count; ++i) _mm512_storeu_si512(out + (s0 + j + i) * MB, v[i]);
+        }
+      }
+    }
+    return;
+  }
+#endif
   struct row_tag;
   std::uint16_t* row = P == 2 ? thread_buffer<row_tag, std::uint16_t>(2 * (kp1 - kp0)) : nullptr;
   for (std::size_t m = 0; m < Mpad; ++m) {
@@ -1443,9 +1509,10 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
           }
           for (std::size_t mb = 0; mb < mc; mb += gemm_mv * L) {
             const std::size_t mv = std::min(gemm_mv, (mc - mb) / L);
-            float* c = last ? tile : cbuf + nb * mc + mb * NR;
-            const float* c_in = cbuf + nb * mc + mb * NR;
-            if (!first && c != c_in) std::memcpy(c, c_in, NR * mv * L * sizeof(float));
+            // Sums of earlier k blocks wait in cbuf and finish there; a
+            // single block's go to the stack tile (copying cbuf to the tile
+            // for the last block took ~2% of a 512-token bf16 prefill).
+            float* c = first && last ? tile : cbuf + nb * mc + mb * NR;
             constexpr std::size_t MB = gemm_block_tokens<Arch>;
             const std::size_t m_first = mc0 + mb;
             const E* at = a + (m_first / MB) * Kp * MB + (k0 / P) * MB + m_first % MB;
@@ -1459,7 +1526,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 #if defined(__AVX512F__)
               if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
                 if (rows == NR) {
-                  store_tile_8x16(tile, mv * L, tokens, row_scale ? row_scale + m_first : nullptr, w.scale ? w.scale + n : nullptr,
+                  store_tile_8x16(c, mv * L, tokens, row_scale ? row_scale + m_first : nullptr, w.scale ? w.scale + n : nullptr,
                                   bias ? bias + n : nullptr, y, m_first, n, accumulate);
                   continue;
                 }
@@ -1468,7 +1535,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
               for (std::size_t t = 0; t < tokens; ++t) {
                 float* out = y.row(m_first + t) + n;
                 const float rs = row_scale ? row_scale[m_first + t] : 1.0f;  // x 1 is exact
-                for (std::size_t i = 0; i < rows; ++i) store_output(tile[i * mv * L + t] * rs, w.scale, bias, n + i, out[i], accumulate);
+                for (std::size_t i = 0; i < rows; ++i) store_output(c[i * mv * L + t] * rs, w.scale, bias, n + i, out[i], accumulate);
               }
             }
           }
@@ -1494,34 +1561,6 @@ struct amx_activations {
   const std::uint16_t* rows = nullptr;   // in_out: token m at rows + m * K32
   std::size_t K32 = 0;
 };
-
-// r[i] lane j <- r[j] lane i, for 16 rows of 16 words.
-inline void transpose_16x16_epi32(__m512i* r) noexcept {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  // then the 128-bit lanes: 4 x 4 blocks of 4 x 4 words moved to their places
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0x88);
-    t[4 + i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0xdd);
-    t[8 + i] = _mm512_shuffle_i32x4(r[8 + i], r[12 + i], 0x88);
-    t[12 + i] = _mm512_shuffle_i32x4(r[8 + i], r[12 + i], 0xdd);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
-    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xdd);
-    r[4 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0x88);
-    r[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xdd);
-  }
-}
 
 inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_pool* pool) {
   struct rows_tag;
