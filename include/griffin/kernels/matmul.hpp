@@ -1126,6 +1126,27 @@ template <class Arch>
 inline void pack_int16_pairs(const std::int16_t* xq, std::size_t ldxq, std::size_t M, std::uint32_t* a, std::size_t Mpad,
                              std::size_t Kp, std::size_t kp0, std::size_t kp1) {
   constexpr std::size_t MB = gemm_block_tokens<Arch>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+    // 16 tokens x 16 pairs at a time, transposed in registers (as
+    // pack_activations does bf16 pairs). kp0 is a multiple of 16 and ldxq of
+    // 32, so each 64-byte load stays inside its row.
+    static_assert(MB % 16 == 0);
+    assert((kp0 % 16 == 0 || kp0 == kp1) && ldxq % 32 == 0);
+    for (std::size_t m0 = 0; m0 < Mpad; m0 += 16) {
+      std::uint32_t* out = a + (m0 / MB) * Kp * MB + m0 % MB;
+      for (std::size_t j = kp0; j < kp1; j += 16) {
+        __m512i v[16];
+        for (std::size_t i = 0; i < 16; ++i)
+          v[i] = m0 + i < M ? _mm512_loadu_si512(xq + (m0 + i) * ldxq + 2 * j) : _mm512_setzero_si512();
+        transpose_16x16_epi32(v);
+        const std::size_t count = std::min<std::size_t>(16, kp1 - j);
+        for (std::size_t i = 0; i < count; ++i) _mm512_storeu_si512(out + (j + i) * MB, v[i]);
+      }
+    }
+    return;
+  }
+#endif
   for (std::size_t m = 0; m < Mpad; ++m) {
     std::uint32_t* out = a + (m / MB) * Kp * MB + m % MB;
     for (std::size_t kp = kp0; kp < kp1; ++kp) out[kp * MB] = m < M ? load_u32(xq + m * ldxq + 2 * kp) : 0;
