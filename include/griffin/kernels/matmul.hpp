@@ -1287,6 +1287,44 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
     }
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+// bf16 [in, out] weights as 4 panels of gemm_nr rows at once: outputs
+// [n0, n0 + 32) over k in [k0, k0 + kc), kc a multiple of 32 within K,
+// panel p at panels + p * gemm_nr * ldp. Each k row's 32 outputs are one
+// 64-byte line, read whole: a panel converted alone (convert_panel) reads a
+// quarter of each of its kc lines and leaves the rest to the next three
+// panels, by then back in L2 or further (the in_out bf16 gemm ran at
+// ~80% of the out_in one's speed, 512 x 7680 x 2560, 2 threads, Zen 5).
+// Words (w[k][n], w[k + 1][n]) of 16 pairs x 16 outputs are transposed in
+// registers into 16 panel rows.
+inline void convert_panels_in_out_bf16(weights_view<bfloat16> w, std::size_t n0, std::size_t k0, std::size_t kc,
+                                       std::uint32_t* panels, std::size_t ldp) {
+  static_assert(gemm_nr == 8);
+  assert(kc % 32 == 0 && k0 + kc <= w.in && n0 + 32 <= w.out && w.layout == weight_layout::in_out);
+  const std::size_t stride = w.stride;
+  for (std::size_t kp = 0; kp < kc / 2; kp += 16)
+    for (std::size_t h = 0; h < 32; h += 16) {
+      // One pointer stepped a row at a time (GCC otherwise keeps one per
+      // load, 32, on the stack; the conversion then cost ~13%).
+      const auto* row = reinterpret_cast<const std::uint16_t*>(w.data) + (k0 + 2 * kp) * stride + n0 + h;
+      __m512i v[16];
+      for (std::size_t j = 0; j < 16; ++j) {
+        const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
+        row += stride;
+        const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
+        row += stride;
+        asm("" : "+r"(row));  // keeps GCC from turning the steps back into 32 pointers
+        v[j] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));  // lane i: output n0 + h + i at pair kp + j
+      }
+      transpose_16x16_epi32(v);  // v[i] lane j: output n0 + h + i at pair kp + j
+      for (std::size_t i = 0; i < 16; ++i) {
+        const std::size_t r = h + i;
+        _mm512_storeu_si512(panels + (r / gemm_nr) * gemm_nr * ldp + (r % gemm_nr) * ldp + kp, v[i]);
+      }
+    }
+}
+#endif
+
 // The register tile for floats: c[gemm_nr][MV * L] (+)= panel[gemm_nr, kpn] *
 // a[kpn][MV * L], one FMA chain per output in k order.
 template <class Arch, std::size_t MV>
@@ -1502,9 +1540,24 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
   struct panel_tag;
   struct c_tag;
   constexpr std::size_t KC = gemm_kc<T, Arch>, ldp_max = KC / P;
-  E* panel_buffer = thread_buffer<panel_tag, E>(NR * ldp_max);
+  // bf16 [in, out] weights are converted 4 panels at a time (convert_panels_in_out_bf16).
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  constexpr bool group_in_out = bf16_pairs<T, Arch>;
+#else
+  constexpr bool group_in_out = false;
+#endif
+  constexpr std::size_t G = group_in_out ? 4 : 1;
+  E* panel_buffer = thread_buffer<panel_tag, E>(G * NR * ldp_max);
   float* cbuf = thread_buffer<c_tag, float>(gemm_nc * std::min(gemm_mc, Mpad));
   alignas(64) float tile[NR * gemm_mv * 16];
+  // The next group of [in, out] panels to convert (rows n.., k block k0,
+  // kc): each micro call prefetches its share of the group's kc lines into
+  // L2. Those lines are a row stride apart, each in a page of its own,
+  // which the hardware prefetchers do not follow: unprefetched, converting
+  // took ~20% of a 512 x 7680 x 2560 product.
+  struct group_block {
+    std::size_t n = 0, k0 = 0, kc = 0;
+  } next;
 
   for (std::size_t mc0 = 0; mc0 < Mpad; mc0 += gemm_mc) {
     const std::size_t mc = std::min(gemm_mc, Mpad - mc0);
@@ -1518,11 +1571,29 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
           const std::size_t n = nc0 + nb, rows = std::min(NR, nc - nb);
           const E* panel;
           std::size_t ldp;
-          bool prefetch = false;
+          bool prefetch = false, grouped = false;
+          const std::size_t gb = nb - nb % (G * NR);  // the first row of nb's group of G panels
           if (in_place && rows == NR) {
             panel = reinterpret_cast<const E*>(w.data + n * w.stride + k0);
             ldp = w.stride / P;
             prefetch = std::is_same_v<T, bfloat16> && Mpad <= gemm_prefetch_max_tokens;
+          } else if (group_in_out && w.layout == weight_layout::in_out && kc % 32 == 0 && nc - gb >= G * NR) {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+            if constexpr (group_in_out) {
+              if (nb == gb) {
+                convert_panels_in_out_bf16(w, nc0 + gb, k0, kc, panel_buffer, kpn);
+                // The group converted next: the next 32 rows here, else the
+                // next k block's first, else the next row block's.
+                if (gb + 2 * G * NR <= nc) next = {nc0 + gb + G * NR, k0, kc};
+                else if (k0 + KC < K) next = {nc0, k0 + KC, std::min(KC, K - k0 - KC)};
+                else if (nc0 + gemm_nc + G * NR <= n1) next = {nc0 + gemm_nc, 0, std::min(KC, K)};
+                else next = {};
+              }
+              grouped = true;
+            }
+#endif
+            panel = panel_buffer + (nb - gb) * kpn;
+            ldp = kpn;
           } else {
             convert_panel<Arch>(w, n, rows, k0, kc, panel_buffer, kpn);
             panel = panel_buffer;
@@ -1530,6 +1601,16 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
           }
           for (std::size_t mb = 0; mb < mc; mb += gemm_mv * L) {
             const std::size_t mv = std::min(gemm_mv, (mc - mb) / L);
+            if (grouped && next.kc > 0) {
+              const std::size_t tiles = (mc + gemm_mv * L - 1) / (gemm_mv * L), calls = G * tiles;
+              const std::size_t call = (nb - gb) / NR * tiles + mb / (gemm_mv * L);
+              const char* base = reinterpret_cast<const char*>(w.data + next.k0 * w.stride + next.n);
+              for (std::size_t k = call * next.kc / calls; k < (call + 1) * next.kc / calls; ++k) {
+                const char* line = base + k * w.stride * sizeof(T);
+                _mm_prefetch(line, _MM_HINT_T1);
+                _mm_prefetch(line + G * NR * sizeof(T) - 1, _MM_HINT_T1);
+              }
+            }
             // Sums of earlier k blocks wait in cbuf and finish there; a
             // single block's go to the stack tile (copying cbuf to the tile
             // for the last block took ~2% of a 512-token bf16 prefill).
