@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <type_traits>
 
 namespace griffin {
 
@@ -91,15 +92,32 @@ constexpr float f16_to_float(std::uint16_t h) noexcept {
   return std::bit_cast<float>(sign | ((112u - static_cast<std::uint32_t>(e)) << 23) | ((mantissa & 0x3ffu) << 13));
 }
 
-/// A bfloat16 value as stored in a checkpoint (its bits).
+/// A bfloat16 value as stored in a checkpoint (its bits): bfloat16{bits},
+/// bfloat16{float_to_bf16(x)}. Made from a float or double it does not
+/// compile: as an aggregate, bfloat16(0.5f) was accepted by GCC (C++20
+/// parenthesised aggregate initialisation, narrowing allowed) and held the
+/// bits 0, the value 0.
 struct bfloat16 {
   std::uint16_t bits;
+  bfloat16() = default;  // trivial: uninitialised, or zero when value-initialised
+  constexpr bfloat16(std::uint16_t b) noexcept : bits(b) {}  // NOLINT(google-explicit-constructor): bits, as stored
+  template <class F>
+    requires std::is_floating_point_v<F>
+  bfloat16(F) = delete;  // a value is not its bits: use float_to_bf16
 };
 
-/// An IEEE binary16 value as stored in a checkpoint (its bits).
+/// An IEEE binary16 value as stored in a checkpoint (its bits); as bfloat16,
+/// float16{float_to_f16(x)}, never from a float directly.
 struct float16 {
   std::uint16_t bits;
+  float16() = default;
+  constexpr float16(std::uint16_t b) noexcept : bits(b) {}  // NOLINT(google-explicit-constructor)
+  template <class F>
+    requires std::is_floating_point_v<F>
+  float16(F) = delete;  // use float_to_f16
 };
+static_assert(std::is_trivially_copyable_v<bfloat16> && std::is_trivial_v<bfloat16> && sizeof(bfloat16) == 2);
+static_assert(std::is_trivially_copyable_v<float16> && std::is_trivial_v<float16> && sizeof(float16) == 2);
 
 /// The value of a stored weight element as a float.
 constexpr float to_float(float v) noexcept { return v; }

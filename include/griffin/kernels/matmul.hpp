@@ -1210,7 +1210,7 @@ inline void convert_panel(weights_view<T> w, std::size_t n0, std::size_t rows, s
       for (std::size_t i = 0; i < gemm_nr; ++i) {
         auto* out = reinterpret_cast<bfloat16*>(panel + i * ldp);
         if (i < rows) std::memcpy(out, w.data + (n0 + i) * w.stride + k0, kc * sizeof(bfloat16));
-        std::fill(out + (i < rows ? kc : 0), out + 2 * ldp, bfloat16{0});
+        std::fill(out + (i < rows ? kc : 0), out + 2 * ldp, bfloat16{});
       }
       return;
     }
