@@ -628,8 +628,8 @@ inline void gemv_row_vnni(const std::int16_t* xq, std::size_t ldxq, const float*
   GRIFFIN_UNROLL for (std::size_t i = 0; i < MR; ++i) total[i] = _mm512_setzero_ps();
   const std::int8_t* wr = w.data + n * w.stride;
   const bool ahead = MR >= 3 && n + gemv_tile_group < w.out;
-  const std::size_t l2 = gemv_prefetch_now().l2_int8.load(std::memory_order_relaxed);
-  const std::size_t far = gemv_prefetch_now().far_int8.load(std::memory_order_relaxed);
+  const gemv_prefetch_setting& pf = gemv_prefetch_now();
+  const std::size_t l2 = pf.l2_int8.load(std::memory_order_relaxed), far = pf.far_int8.load(std::memory_order_relaxed);
   for (std::size_t c0 = 0; c0 < K; c0 += chunk) {
     const std::size_t c1 = std::min(K, c0 + chunk);
     __v16si acc[MR][U];  // not __m512i: see gemm_micro
@@ -1056,6 +1056,18 @@ inline void transpose_16x16_epi32(__m512i* r) noexcept {
     r[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xdd);
   }
 }
+
+// Pairs of 16-bit values as 32-bit words, transposed 16 x 16: row i of src
+// (src + i * lds, 32 values; zeros for i >= rows) gives word i of dst rows
+// j < count (dst + j * ldd), its j-th pair. The packing of bf16 and int16
+// activation pairs (gemm, AMX) goes through it.
+inline void transpose_pairs_16x16(const std::uint16_t* src, std::size_t lds, std::size_t rows, std::uint32_t* dst,
+                                  std::size_t ldd, std::size_t count) noexcept {
+  __m512i v[16];
+  for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_loadu_si512(src + i * lds) : _mm512_setzero_si512();
+  transpose_16x16_epi32(v);
+  for (std::size_t j = 0; j < count; ++j) _mm512_storeu_si512(dst + j * ldd, v[j]);
+}
 #endif
 
 // Packs x [M, K] in blocks of gemm_block_tokens tokens, each block
@@ -1091,13 +1103,8 @@ inline void pack_activations(matrix_view<const float> x, packed_element<T, Arch>
           }
           std::fill(r + filled, r + 2 * n16, std::uint16_t{0});
         }
-        for (std::size_t j = 0; j < n; j += 16) {
-          __m512i v[16];
-          for (std::size_t i = 0; i < 16; ++i) v[i] = _mm512_loadu_si512(rows + i * 2 * S + 2 * j);
-          transpose_16x16_epi32(v);
-          const std::size_t count = std::min<std::size_t>(16, n - j);
-          for (std::size_t i = 0; i < count; ++i) _mm512_storeu_si512(out + (s0 + j + i) * MB, v[i]);
-        }
+        for (std::size_t j = 0; j < n; j += 16)
+          transpose_pairs_16x16(rows + 2 * j, 2 * S, 16, out + (s0 + j) * MB, MB, std::min<std::size_t>(16, n - j));
       }
     }
     return;
@@ -1135,14 +1142,10 @@ inline void pack_int16_pairs(const std::int16_t* xq, std::size_t ldxq, std::size
     assert((kp0 % 16 == 0 || kp0 == kp1) && ldxq % 32 == 0);
     for (std::size_t m0 = 0; m0 < Mpad; m0 += 16) {
       std::uint32_t* out = a + (m0 / MB) * Kp * MB + m0 % MB;
-      for (std::size_t j = kp0; j < kp1; j += 16) {
-        __m512i v[16];
-        for (std::size_t i = 0; i < 16; ++i)
-          v[i] = m0 + i < M ? _mm512_loadu_si512(xq + (m0 + i) * ldxq + 2 * j) : _mm512_setzero_si512();
-        transpose_16x16_epi32(v);
-        const std::size_t count = std::min<std::size_t>(16, kp1 - j);
-        for (std::size_t i = 0; i < count; ++i) _mm512_storeu_si512(out + (j + i) * MB, v[i]);
-      }
+      const auto* rows = reinterpret_cast<const std::uint16_t*>(xq + m0 * ldxq);
+      const std::size_t valid = M > m0 ? std::min<std::size_t>(16, M - m0) : 0;
+      for (std::size_t j = kp0; j < kp1; j += 16)
+        transpose_pairs_16x16(rows + 2 * j, ldxq, valid, out + j * MB, MB, std::min<std::size_t>(16, kp1 - j));
     }
     return;
   }
@@ -1571,7 +1574,8 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
           const std::size_t n = nc0 + nb, rows = std::min(NR, nc - nb);
           const E* panel;
           std::size_t ldp;
-          bool prefetch = false, grouped = false;
+          bool prefetch = false;
+          [[maybe_unused]] bool grouped = false;  // the panel is one of a group of G (AVX512-BF16 only)
           const std::size_t gb = nb - nb % (G * NR);  // the first row of nb's group of G panels
           if (in_place && rows == NR) {
             panel = reinterpret_cast<const E*>(w.data + n * w.stride + k0);
@@ -1601,6 +1605,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
           }
           for (std::size_t mb = 0; mb < mc; mb += gemm_mv * L) {
             const std::size_t mv = std::min(gemm_mv, (mc - mb) / L);
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
             if (grouped && next.kc > 0) {
               const std::size_t tiles = (mc + gemm_mv * L - 1) / (gemm_mv * L), calls = G * tiles;
               const std::size_t call = (nb - gb) / NR * tiles + mb / (gemm_mv * L);
@@ -1611,6 +1616,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
                 _mm_prefetch(line + G * NR * sizeof(T) - 1, _MM_HINT_T1);
               }
             }
+#endif
             // Sums of earlier k blocks wait in cbuf and finish there; a
             // single block's go to the stack tile (copying cbuf to the tile
             // for the last block took ~2% of a 512-token bf16 prefill).
@@ -1685,12 +1691,8 @@ inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_
       if (!out_in) continue;
       // The tile's 16 rows as [K32 / 2][16] words: a 16 x 16 word transpose per 32 k.
       std::uint32_t* out = pairs + t * (K32 / 2) * 16;
-      for (std::size_t k = 0; k < K32; k += 32) {
-        __m512i r[16];
-        for (std::size_t i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows + (16 * t + i) * K32 + k);
-        transpose_16x16_epi32(r);
-        for (std::size_t i = 0; i < 16; ++i) _mm512_store_si512(out + (k / 2 + i) * 16, r[i]);
-      }
+      for (std::size_t k = 0; k < K32; k += 32)
+        transpose_pairs_16x16(rows + 16 * t * K32 + k, K32, 16, out + k / 2 * 16, 16, 16);
     }
   });
   return {pairs, rows, K32};
