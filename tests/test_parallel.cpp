@@ -78,6 +78,64 @@ TEST_CASE("thread_pool::run_shares covers a range once in whole grains, and a fa
                        "piece 70", std::runtime_error);
 }
 
+TEST_CASE("parallel_pieces covers rows once in grain-aligned pieces; threaded transform and sliced RG-LRU give one call's bits") {
+  thread_pool pool(3);
+  for (auto [rows, width, grain, min_piece] :
+       {std::array<std::size_t, 4>{1, 1, 16, 1}, {1, 1000, 16, 16}, {3, 1003, 16, 64}, {7, 40, 8, 1}, {2, 5000, 1, 100000}}) {
+    CAPTURE(rows);
+    CAPTURE(width);
+    std::vector<std::atomic<int>> hits(rows * width);
+    std::atomic<bool> ok{true};
+    std::atomic<std::size_t> calls{0};
+    parallel_pieces(&pool, rows, width, grain, min_piece, [&](std::size_t r, std::size_t b, std::size_t e) {
+      if (r >= rows || b >= e || e > width || b % grain != 0 || (e != width && e - b < min_piece)) ok = false;
+      for (std::size_t i = b; i < e; ++i) hits[r * width + i].fetch_add(1);
+      ++calls;
+    });
+    CHECK(ok.load());
+    for (auto& h : hits) CHECK(h.load() == 1);
+    CHECK(calls.load() >= rows);
+    if (min_piece >= width) CHECK(calls.load() == rows);  // rows whole
+  }
+  // No pool: each row whole, inline.
+  std::size_t calls = 0;
+  parallel_pieces(nullptr, 4, 100, 16, 1, [&](std::size_t, std::size_t b, std::size_t e) { calls += b == 0 && e == 100; });
+  CHECK(calls == 4);
+
+  // A transform and an RG-LRU scan shared out over the pool (widths not a
+  // multiple of the SIMD width, so there are scalar tails) against one call.
+  using A = default_arch;
+  griffin_test::rng r(3);
+  const std::size_t n = 100003;
+  const std::vector<float> x = r.floats(n, 4.0f), y = r.floats(n, 4.0f);
+  std::vector<float> one(n), many(n);
+  kernels::transform<A>(x.data(), one.data(), n, kernels::gelu_tanh_fn{});
+  kernels::transform<A>(&pool, x.data(), many.data(), n, kernels::gelu_tanh_fn{});
+  CHECK(max_abs_diff(one, many) == 0.0f);
+  kernels::transform<A>(x.data(), y.data(), one.data(), n, kernels::multiplies_fn{});
+  kernels::transform<A>(&pool, x.data(), y.data(), many.data(), n, kernels::multiplies_fn{});
+  CHECK(max_abs_diff(one, many) == 0.0f);
+
+  const std::size_t T = 33, E = 1003;
+  const std::vector<float> xs = r.floats(T * E), gx = r.floats(T * E, 3.0f), ga = r.floats(T * E, 3.0f), h0 = r.floats(E);
+  std::vector<float> scale(E), h_one, h_many, y_one(T * E), y_many(T * E);
+  for (float& s : scale) s = -8.0f * std::log1p(std::exp(r.uniform()));
+  std::vector<std::int32_t> pos(T);
+  for (std::size_t t = 0; t < T; ++t) pos[t] = static_cast<std::int32_t>(t < 20 ? t + 5 : t - 20);  // a reset at t = 20
+  h_one = h0;
+  h_many = h0;
+  kernels::rg_lru<A>({xs.data(), gx.data(), ga.data(), scale.data(), pos.data(), h_one.data(), y_one.data(), E, T, E});
+  const kernels::rg_lru_args whole{xs.data(), gx.data(), ga.data(), scale.data(), pos.data(), h_many.data(), y_many.data(), E, T, E};
+  std::atomic<std::size_t> slices{0};
+  parallel_pieces(&pool, 1, E, kernels::lanes<A>, 1, [&](std::size_t, std::size_t c0, std::size_t c1) {
+    kernels::rg_lru<A>(kernels::rg_lru_channels(whole, c0, c1));
+    ++slices;
+  });
+  CHECK(slices.load() > 1);
+  CHECK(max_abs_diff(y_one, y_many) == 0.0f);
+  CHECK(max_abs_diff(h_one, h_many) == 0.0f);
+}
+
 TEST_CASE("logits do not depend on the thread count, in decode and in a prefill long enough for the packed GEMM") {
   const auto dir = griffin_test::golden_dir("griffin_tiny");
   auto m = model<>::load(dir);

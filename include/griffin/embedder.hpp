@@ -61,7 +61,7 @@ struct embedder {
     w.input_embedding.apply<default_arch>(x, ldx, nullptr, logits, w.vocab_size, n, false, pool);
     if (w.logits_soft_cap > 0.0f) {
       const float c = w.logits_soft_cap;
-      kernels::transform<default_arch>(logits, logits, n * w.vocab_size, [c](auto l) {
+      kernels::transform<default_arch>(pool, logits, logits, n * w.vocab_size, [c](auto l) {
         using std::tanh;
         using xsimd::tanh;
         return tanh(l / c) * c;

@@ -49,7 +49,7 @@ struct mlp_block {
     float* up = s.take(rows * F);    // [rows, F]
     w.gate.forward(x, gate, rows, pool);
     w.up.forward(x, up, rows, pool);
-    kernels::transform<default_arch>(gate, up, gate, rows * F,
+    kernels::transform<default_arch>(pool, gate, up, gate, rows * F,
                                      [](auto g, auto u) { return kernels::gelu_tanh_fn{}(g) * u; });
     w.down.forward(gate, y, rows, pool, /*accumulate=*/true);
   }

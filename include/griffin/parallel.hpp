@@ -239,4 +239,31 @@ inline void parallel_run(thread_pool* pool, std::size_t tasks, F&& f) {
   }
 }
 
+/// Shares out `rows` rows of `width` elements each in pieces, f(row, begin,
+/// end), on `pool`: about two pieces per thread in all, none narrower than
+/// `min_piece` (but a row's last), every begin a multiple of `grain`. With
+/// grain a SIMD width, a kernel called on a piece splits its vector loop and
+/// scalar tail where one call over the whole row would, so the results are
+/// the same bits. Inline, f(row, 0, width) for each row, without a pool or
+/// when there is not enough for two pieces.
+template <class F>
+inline void parallel_pieces(thread_pool* pool, std::size_t rows, std::size_t width, std::size_t grain, std::size_t min_piece,
+                            F&& f) {
+  if (rows == 0 || width == 0) return;
+  const std::size_t threads = pool ? pool->size() : 1;
+  grain = std::max<std::size_t>(grain, 1);
+  const std::size_t per_row = (2 * threads + rows - 1) / rows;
+  std::size_t piece = std::max(min_piece, (width + per_row - 1) / per_row);
+  piece = (piece + grain - 1) / grain * grain;
+  const std::size_t pieces = (width + piece - 1) / piece;
+  if (threads <= 1 || rows * pieces <= 1) {
+    for (std::size_t r = 0; r < rows; ++r) f(r, std::size_t{0}, width);
+    return;
+  }
+  pool->run(rows * pieces, [&](std::size_t t) {
+    const std::size_t r = t / pieces, j = t % pieces;
+    f(r, j * piece, std::min(width, (j + 1) * piece));
+  });
+}
+
 }  // namespace griffin

@@ -105,7 +105,7 @@ struct recurrent_block {
 
     float* y = s.take(rows * E);  // [B, T, E] the GELU branch
     w.linear_y.forward(normed, y, rows, io.pool);
-    kernels::transform<default_arch>(y, y, rows * E, kernels::gelu_tanh_fn{});
+    kernels::transform<default_arch>(io.pool, y, y, rows * E, kernels::gelu_tanh_fn{});
 
     float* xb = s.take(rows * E);  // [B, T, E] linear_x, later the RG-LRU output
     w.linear_x.forward(normed, xb, rows, io.pool);
@@ -127,15 +127,20 @@ struct recurrent_block {
     float* gate_a = s.take(rows * E);
     w.rg_lru.input_gate.forward(xc, gate_x, rows, io.pool);
     w.rg_lru.a_gate.forward(xc, gate_a, rows, io.pool);
-    float* fresh = st ? nullptr : s.take(E);
-    for (std::size_t b = 0; b < io.batch; ++b) {
-      float* h = st ? st->rg_lru_state.data() + b * E : std::fill_n(fresh, E, 0.0f) - E;
-      const std::size_t o = b * T * E;
-      kernels::rg_lru<default_arch>({xc + o, gate_x + o, gate_a + o, w.rg_lru.log_a_scale.data(), io.positions(b), h,
-                                     xb + o, E, T, E});
-    }
+    // The scan, rows by slices of channels on the pool (parallel_pieces:
+    // the same bits as one call a row).
+    float* fresh = st ? nullptr : s.take(io.batch * E);
+    if (fresh) std::fill_n(fresh, io.batch * E, 0.0f);
+    parallel_pieces(io.pool, io.batch, E, kernels::lanes<default_arch>, kernels::parallel_transform_min / std::max<std::size_t>(T, 1),
+                    [&](std::size_t b, std::size_t c0, std::size_t c1) {
+                      float* h = (st ? st->rg_lru_state.data() : fresh) + b * E;
+                      const std::size_t o = b * T * E;
+                      const kernels::rg_lru_args row{xc + o, gate_x + o, gate_a + o, w.rg_lru.log_a_scale.data(),
+                                                     io.positions(b), h, xb + o, E, T, E};
+                      kernels::rg_lru<default_arch>(kernels::rg_lru_channels(row, c0, c1));
+                    });
 
-    kernels::transform<default_arch>(xb, y, xb, rows * E, kernels::multiplies_fn{});
+    kernels::transform<default_arch>(io.pool, xb, y, xb, rows * E, kernels::multiplies_fn{});
     w.linear_out.forward(xb, io.x, rows, io.pool, /*accumulate=*/true);
   }
 };

@@ -56,9 +56,9 @@ struct residual_block {
     detail::scratch_frame frame(*io.scratch);
     const std::size_t rows = io.rows(), D = w.temporal_pre_norm.scale.size();
     float* normed = io.scratch->take(rows * D);  // [B, T, D]
-    rms_norm::forward(w.temporal_pre_norm, io.x, normed, rows, D);
+    rms_norm::forward(w.temporal_pre_norm, io.x, normed, rows, D, io.pool);
     Mixer::forward(w.temporal_block, st, normed, io);
-    rms_norm::forward(w.channel_pre_norm, io.x, normed, rows, D);
+    rms_norm::forward(w.channel_pre_norm, io.x, normed, rows, D, io.pool);
     mlp_block::forward(w.mlp, normed, io.x, rows, *io.scratch, io.pool);
   }
 };

@@ -38,6 +38,20 @@ struct rg_lru_args {
   std::size_t width = 0;               // E
 };
 
+/// Channels [c0, c1) of `a`: each channel's scan is independent of the
+/// others', so the slices of a row may run on different threads.
+inline rg_lru_args rg_lru_channels(const rg_lru_args& a, std::size_t c0, std::size_t c1) noexcept {
+  rg_lru_args s = a;
+  s.x += c0;
+  s.gate_x += c0;
+  s.gate_a += c0;
+  s.log_a_scale += c0;
+  s.h += c0;
+  s.y += c0;
+  s.width = c1 - c0;
+  return s;
+}
+
 /// One channel's step.
 inline float rg_lru_step_scalar(float x, float gx_pre, float ga_pre, float log_a_scale, bool reset, float h) {
   const float gate_x = 1.0f / (1.0f + std::exp(-gx_pre));

@@ -5,6 +5,7 @@
 // offset 1 is added when applied).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -64,10 +65,15 @@ struct rms_norm {
     return {r.load(prefix + ".scale", {width})};
   }
 
-  /// x, y: [rows, width] contiguous (may alias).
-  static void forward(const weights& w, const float* x, float* y, std::size_t rows, std::size_t width) {
-    for (std::size_t r = 0; r < rows; ++r)
-      kernels::rms_norm<default_arch>(x + r * width, w.scale.data(), y + r * width, width, eps);
+  /// x, y: [rows, width] contiguous (may alias). Rows are shared out over
+  /// `pool` when there are enough of them.
+  static void forward(const weights& w, const float* x, float* y, std::size_t rows, std::size_t width,
+                      thread_pool* pool = nullptr) {
+    const std::size_t min_rows = kernels::parallel_transform_min / std::max<std::size_t>(width, 1);
+    parallel_pieces(pool, 1, rows, 1, std::max<std::size_t>(min_rows, 1), [&](std::size_t, std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r)
+        kernels::rms_norm<default_arch>(x + r * width, w.scale.data(), y + r * width, width, eps);
+    });
   }
 };
 

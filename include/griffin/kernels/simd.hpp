@@ -11,6 +11,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "griffin/parallel.hpp"
+
 // Put before a loop over a register array (accumulators [MR][U], a tile's
 // weight vectors) to unroll it completely. At -O2 GCC unrolls only loops that
 // do not grow the code, and an array indexed by a loop that is not unrolled
@@ -75,6 +77,23 @@ inline void transform(const float* x, const float* y, float* z, std::size_t n, F
         f(batch<Arch>::load_unaligned(x + i), batch<Arch>::load_unaligned(y + i)).store_unaligned(z + i);
       },
       [&](std::size_t i) { z[i] = f(x[i], y[i]); });
+}
+
+/// Elements below which a threaded transform runs inline: a job on the pool
+/// costs microseconds, a decode step's 2560-wide GELU less than one.
+inline constexpr std::size_t parallel_transform_min = std::size_t{1} << 15;
+
+/// `transform` shared out over `pool` (inline when null or n is small); the
+/// same results, bit for bit (parallel_pieces).
+template <class Arch, class F>
+inline void transform(thread_pool* pool, const float* x, float* y, std::size_t n, F f) {
+  parallel_pieces(pool, 1, n, lanes<Arch>, parallel_transform_min,
+                  [&](std::size_t, std::size_t i0, std::size_t i1) { transform<Arch>(x + i0, y + i0, i1 - i0, f); });
+}
+template <class Arch, class F>
+inline void transform(thread_pool* pool, const float* x, const float* y, float* z, std::size_t n, F f) {
+  parallel_pieces(pool, 1, n, lanes<Arch>, parallel_transform_min,
+                  [&](std::size_t, std::size_t i0, std::size_t i1) { transform<Arch>(x + i0, y + i0, z + i0, i1 - i0, f); });
 }
 
 /// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
