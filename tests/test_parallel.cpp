@@ -1,6 +1,7 @@
 // Threads and weight types: the thread pool itself, results that do not
 // depend on the thread count, and weights converted to bf16 / int8 staying
 // within their documented distance of the golden (f32) vectors.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -78,7 +79,7 @@ TEST_CASE("thread_pool::run_shares covers a range once in whole grains, and a fa
                        "piece 70", std::runtime_error);
 }
 
-TEST_CASE("parallel_pieces covers rows once in grain-aligned pieces; threaded transform and sliced RG-LRU give one call's bits") {
+TEST_CASE("parallel_pieces covers rows once in grain-aligned pieces; threaded transform, sliced RG-LRU and conv1d give one call's bits") {
   thread_pool pool(3);
   for (auto [rows, width, grain, min_piece] :
        {std::array<std::size_t, 4>{1, 1, 16, 1}, {1, 1000, 16, 16}, {3, 1003, 16, 64}, {7, 40, 8, 1}, {2, 5000, 1, 100000}}) {
@@ -134,6 +135,27 @@ TEST_CASE("parallel_pieces covers rows once in grain-aligned pieces; threaded tr
   CHECK(slices.load() > 1);
   CHECK(max_abs_diff(y_one, y_many) == 0.0f);
   CHECK(max_abs_diff(h_one, h_many) == 0.0f);
+
+  // conv1d by slices of channels: the same, with a history and a document
+  // start (pos[20] = 0) inside the chunk; the scalar reference sliced too.
+  const std::size_t tw = 4;
+  const std::vector<float> hist = r.floats((tw - 1) * E), cw = r.floats(tw * E), cb = r.floats(E);
+  std::vector<float> c_one(T * E), c_many(T * E), s_one(T * E), s_many(T * E);
+  const kernels::conv1d_args conv{xs.data(), E, hist.data(), pos.data(), cw.data(), cb.data(), c_one.data(), E, T, E, tw};
+  kernels::conv1d<A>(conv);
+  kernels::conv1d_args sliced = conv;
+  sliced.out = c_many.data();
+  parallel_pieces(&pool, 1, E, kernels::lanes<A>, 1, [&](std::size_t, std::size_t c0, std::size_t c1) {
+    kernels::conv1d<A>(kernels::conv1d_channels(sliced, c0, c1));
+  });
+  CHECK(max_abs_diff(c_one, c_many) == 0.0f);
+  kernels::conv1d_args scalar = conv;
+  scalar.out = s_one.data();
+  kernels::conv1d_scalar(scalar);
+  scalar.out = s_many.data();
+  for (std::size_t c0 = 0; c0 < E; c0 += 100) kernels::conv1d_scalar(kernels::conv1d_channels(scalar, c0, std::min(E, c0 + 100)));
+  CHECK(max_abs_diff(s_one, s_many) == 0.0f);
+  CHECK(max_abs_diff(s_one, c_one) < 1e-5f);
 }
 
 TEST_CASE("logits do not depend on the thread count, in decode and in a prefill long enough for the packed GEMM") {
@@ -187,6 +209,8 @@ TEST_CASE("attention split over threads by rows, query chunks and head groups gi
         for (std::size_t t = 0; t < 70; ++t) positions.values()[b * 70 + t] = static_cast<std::int32_t>(b == 1 && t >= 30 ? t - 30 : t);
       tensor<float> all = m.prefill(st, tokens, positions, logits_for::all_positions);
       std::vector<float> values(all.values().begin(), all.values().end());
+      const tensor<float> stateless = m.forward(tokens);  // the scan from zero states, without a state
+      values.insert(values.end(), stateless.values().begin(), stateless.values().end());
       for (int step = 0; step < 3; ++step) {
         const auto d = m.decode(st, std::vector<std::int32_t>{1, 2, static_cast<std::int32_t>(step)});
         values.insert(values.end(), d.values().begin(), d.values().end());

@@ -41,14 +41,30 @@ struct conv1d_args {
   std::size_t length = 0;                 // T
   std::size_t width = 0;                  // E
   std::size_t temporal_width = 4;         // tw
+  std::size_t ldw = 0;                    // row stride of w and history; 0: width
 };
 
+/// Channels [c0, c1) of `a`: each channel's convolution is its own, so the
+/// slices of a row may run on different threads.
+inline conv1d_args conv1d_channels(const conv1d_args& a, std::size_t c0, std::size_t c1) noexcept {
+  conv1d_args s = a;
+  s.ldw = a.ldw ? a.ldw : a.width;
+  s.x += c0;
+  if (s.history) s.history += c0;
+  s.w += c0;
+  s.b += c0;
+  s.out += c0;
+  s.width = c1 - c0;
+  return s;
+}
+
 namespace detail {
+inline std::size_t conv1d_ldw(const conv1d_args& a) noexcept { return a.ldw ? a.ldw : a.width; }
 // Row of the stream k steps before t (k <= t: the chunk; else history), or null if it is all zeros.
 inline const float* conv1d_source(const conv1d_args& a, std::size_t t, std::size_t k) noexcept {
   if (k <= t) return a.x + (t - k) * a.ldx;
   if (!a.history) return nullptr;
-  return a.history + (a.temporal_width - 1 - (k - t)) * a.width;
+  return a.history + (a.temporal_width - 1 - (k - t)) * conv1d_ldw(a);
 }
 // How many steps back position t may look (the document-start mask).
 inline std::size_t conv1d_lookback(const conv1d_args& a, std::size_t t) noexcept {
@@ -60,12 +76,13 @@ inline std::size_t conv1d_lookback(const conv1d_args& a, std::size_t t) noexcept
 
 /// Scalar reference.
 inline void conv1d_scalar(const conv1d_args& a) {
+  const std::size_t ldw = detail::conv1d_ldw(a);
   for (std::size_t t = 0; t < a.length; ++t) {
     const std::size_t look = detail::conv1d_lookback(a, t);
     for (std::size_t c = 0; c < a.width; ++c) {
       float acc = 0.0f;
       for (std::size_t k = 0; k <= look; ++k)
-        if (const float* src = detail::conv1d_source(a, t, k)) acc += src[c] * a.w[(a.temporal_width - 1 - k) * a.width + c];
+        if (const float* src = detail::conv1d_source(a, t, k)) acc += src[c] * a.w[(a.temporal_width - 1 - k) * ldw + c];
       a.out[t * a.ldo + c] = acc + a.b[c];
     }
   }
@@ -75,7 +92,7 @@ inline void conv1d_scalar(const conv1d_args& a) {
 template <class Arch = default_arch>
 inline void conv1d(const conv1d_args& a) {
   using B = batch<Arch>;
-  const std::size_t tw = a.temporal_width, E = a.width;
+  const std::size_t tw = a.temporal_width, E = a.width, ldw = detail::conv1d_ldw(a);
   assert(tw >= 1 && tw <= max_conv1d_temporal_width);
   for (std::size_t t = 0; t < a.length; ++t) {
     const std::size_t look = detail::conv1d_lookback(a, t);
@@ -85,7 +102,7 @@ inline void conv1d(const conv1d_args& a) {
     for (std::size_t k = 0; k <= look; ++k)
       if (const float* s = detail::conv1d_source(a, t, k)) {
         src[terms] = s;
-        wk[terms++] = a.w + (tw - 1 - k) * E;
+        wk[terms++] = a.w + (tw - 1 - k) * ldw;
       }
     float* out = a.out + t * a.ldo;
     simd_for<Arch>(
@@ -105,8 +122,9 @@ inline void conv1d(const conv1d_args& a) {
 
 /// The history after a chunk: the last tw - 1 rows of (history ++ x), zeroed
 /// where they precede the chunk's last document start. `next`: [tw - 1, E],
-/// must not alias `a.history`.
+/// must not alias `a.history`. For a whole row (a.ldw 0 or width).
 inline void conv1d_next_history(const conv1d_args& a, float* next) {
+  assert(detail::conv1d_ldw(a) == a.width);
   const std::size_t keep = a.temporal_width - 1, E = a.width, T = a.length;
   const std::ptrdiff_t start = last_document_start(a.segment_pos, static_cast<std::ptrdiff_t>(T) - 1);
   for (std::size_t i = 0; i < keep; ++i) {

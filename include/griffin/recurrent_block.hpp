@@ -110,16 +110,25 @@ struct recurrent_block {
     float* xb = s.take(rows * E);  // [B, T, E] linear_x, later the RG-LRU output
     w.linear_x.forward(normed, xb, rows, io.pool);
 
+    // The convolution, rows by slices of channels on the pool (the same
+    // bits as one call a row), then each row's history.
     float* xc = s.take(rows * E);  // [B, T, E] conv1d output
-    float* next_history = s.take((tw - 1) * E);
-    for (std::size_t b = 0; b < io.batch; ++b) {
+    const std::size_t min_channels = kernels::parallel_transform_min / std::max<std::size_t>(T, 1);
+    const auto conv_row = [&](std::size_t b) {
       float* history = st ? st->conv1d_state.data() + b * (tw - 1) * E : nullptr;
-      const kernels::conv1d_args args{xb + b * T * E, E, history, io.positions(b), w.conv_1d.w.data(), w.conv_1d.b.data(),
-                                      xc + b * T * E, E, T, E, tw};
-      kernels::conv1d<default_arch>(args);
-      if (st) {
-        kernels::conv1d_next_history(args, next_history);
-        std::copy(next_history, next_history + (tw - 1) * E, history);
+      return kernels::conv1d_args{xb + b * T * E, E, history, io.positions(b), w.conv_1d.w.data(), w.conv_1d.b.data(),
+                                  xc + b * T * E, E, T, E, tw};
+    };
+    parallel_pieces(io.pool, io.batch, E, kernels::lanes<default_arch>, min_channels,
+                    [&](std::size_t b, std::size_t c0, std::size_t c1) {
+                      kernels::conv1d<default_arch>(kernels::conv1d_channels(conv_row(b), c0, c1));
+                    });
+    if (st) {
+      float* next_history = s.take((tw - 1) * E);
+      for (std::size_t b = 0; b < io.batch; ++b) {
+        const kernels::conv1d_args row = conv_row(b);
+        kernels::conv1d_next_history(row, next_history);
+        std::copy(next_history, next_history + (tw - 1) * E, st->conv1d_state.data() + b * (tw - 1) * E);
       }
     }
 
@@ -131,7 +140,7 @@ struct recurrent_block {
     // the same bits as one call a row).
     float* fresh = st ? nullptr : s.take(io.batch * E);
     if (fresh) std::fill_n(fresh, io.batch * E, 0.0f);
-    parallel_pieces(io.pool, io.batch, E, kernels::lanes<default_arch>, kernels::parallel_transform_min / std::max<std::size_t>(T, 1),
+    parallel_pieces(io.pool, io.batch, E, kernels::lanes<default_arch>, min_channels,
                     [&](std::size_t b, std::size_t c0, std::size_t c1) {
                       float* h = (st ? st->rg_lru_state.data() : fresh) + b * E;
                       const std::size_t o = b * T * E;
