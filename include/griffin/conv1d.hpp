@@ -44,11 +44,15 @@ struct conv1d_args {
   std::size_t ldw = 0;                    // row stride of w and history; 0: width
 };
 
+namespace detail {
+inline std::size_t conv1d_ldw(const conv1d_args& a) noexcept { return a.ldw ? a.ldw : a.width; }
+}  // namespace detail
+
 /// Channels [c0, c1) of `a`: each channel's convolution is its own, so the
 /// slices of a row may run on different threads.
 inline conv1d_args conv1d_channels(const conv1d_args& a, std::size_t c0, std::size_t c1) noexcept {
   conv1d_args s = a;
-  s.ldw = a.ldw ? a.ldw : a.width;
+  s.ldw = detail::conv1d_ldw(a);
   s.x += c0;
   if (s.history) s.history += c0;
   s.w += c0;
@@ -59,7 +63,6 @@ inline conv1d_args conv1d_channels(const conv1d_args& a, std::size_t c0, std::si
 }
 
 namespace detail {
-inline std::size_t conv1d_ldw(const conv1d_args& a) noexcept { return a.ldw ? a.ldw : a.width; }
 // Row of the stream k steps before t (k <= t: the chunk; else history), or null if it is all zeros.
 inline const float* conv1d_source(const conv1d_args& a, std::size_t t, std::size_t k) noexcept {
   if (k <= t) return a.x + (t - k) * a.ldx;
