@@ -402,20 +402,28 @@ class model {
 
   /// Stores the matrices of every linear layer and the embedding table as
   /// `to`: F32, BF16, F16, or I8 (symmetric int8 with one scale per output
-  /// channel; see weight_matrix::converted). The RG-LRU's gates, biases and
-  /// norms keep their type. Converted matrices are owned by the model (the
+  /// channel; see weight_matrix::converted), and the RG-LRU's block-diagonal
+  /// gates as `to` too, except under I8, where they become BF16: they set the
+  /// recurrence's decay, whose error compounds over a sequence, and are 3% of
+  /// the parameters. Biases and norms keep their type; the recurrence and its
+  /// state stay in f32. Converted matrices are owned by the model (the
   /// checkpoint's pages they came from are no longer used by them).
   void convert_weights(dtype to) {
-    auto convert = [&](weight_matrix& m) {
-      if (m.type() == to && m.layout() == weight_layout::out_in) return;
+    auto convert = [&](weight_matrix& m, dtype type, weight_layout layout) {
+      if (m.type() == type && m.layout() == layout) return;
       (m.in_place() ? in_place_bytes_ : copied_bytes_) -= m.bytes();
-      m = m.converted(to);
+      m = m.converted(type, layout);
       copied_bytes_ += m.bytes();
     };
-    convert(embedder_.input_embedding);
+    const dtype gates = to == dtype::i8 ? dtype::bf16 : to;
+    convert(embedder_.input_embedding, to, weight_layout::out_in);
     stack::for_each_element(layers_, [&](auto& w) {
-      for (linear* l : w.temporal_block.linears()) convert(l->weight);
-      for (linear* l : w.mlp.linears()) convert(l->weight);
+      for (linear* l : w.temporal_block.linears()) convert(l->weight, to, weight_layout::out_in);
+      for (linear* l : w.mlp.linears()) convert(l->weight, to, weight_layout::out_in);
+      // In x out, so that each diagonal block stays a run of stored rows.
+      if constexpr (requires { w.temporal_block.block_diagonals(); })
+        for (auto* g : w.temporal_block.block_diagonals())
+          convert(g->weight, gates, weight_layout::in_out);
     });
   }
 

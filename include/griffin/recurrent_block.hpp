@@ -41,6 +41,8 @@ struct recurrent_block {
 
     /// The block's linear layers (not the RG-LRU's gates).
     auto linears() noexcept { return std::array{&linear_y, &linear_x, &linear_out}; }
+    /// The RG-LRU's block-diagonal gates.
+    auto block_diagonals() noexcept { return std::array{&rg_lru.input_gate, &rg_lru.a_gate}; }
   };
 
   /// Decode state of all batch rows.

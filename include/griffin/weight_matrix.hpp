@@ -47,14 +47,16 @@ class weight_matrix {
     return {dtype::f32, layout, data, out, in, std::move(owned)};
   }
 
-  /// The same map stored as `to`: F32, BF16, F16, or I8 (one scale per
-  /// output channel, the absolute maximum of its weights / 127, rounded to
-  /// nearest), always owned and out x in. Converting to the stored type and
-  /// layout returns *this (still in place).
-  [[nodiscard]] weight_matrix converted(dtype to) const {
-    if (to == type_ && layout_ == weight_layout::out_in) return *this;
+  /// The same map stored as `to` in `layout`: F32, BF16, F16, or I8 (one
+  /// scale per output channel, the absolute maximum of its weights / 127,
+  /// rounded to nearest; out x in only), always owned. Converting to the
+  /// stored type and layout returns *this (still in place).
+  [[nodiscard]] weight_matrix converted(dtype to, weight_layout layout = weight_layout::out_in) const {
+    if (to == type_ && layout == layout_) return *this;
     if (to != dtype::f32 && to != dtype::bf16 && to != dtype::f16 && to != dtype::i8)
       throw std::invalid_argument("weight_matrix: cannot convert to " + std::string(dtype_name(to)));
+    if (to == dtype::i8 && layout != weight_layout::out_in)
+      throw std::invalid_argument("weight_matrix: int8 weights are stored out x in only");
     std::vector<float> row(in_);
     // The elements, then (int8) the scales at the next 64-byte boundary.
     const std::size_t scale_offset = (out_ * in_ * dtype_size(to) + 63) / 64 * 64;
@@ -66,7 +68,10 @@ class weight_matrix {
         row_to_float(n, row.data());
       else
         for (std::size_t k = 0; k < in_; ++k) row[k] = element(n, k);
-      std::byte* dst = owned->data() + n * in_ * dtype_size(to);
+      // Element (n, k) goes to index n * in + k (out x in) or k * out + n (in x out).
+      const std::size_t first = layout == weight_layout::out_in ? n * in_ : n;
+      const std::size_t step = layout == weight_layout::out_in ? 1 : out_;
+      std::byte* dst = owned->data();
       if (to == dtype::i8) {
         float amax = 0.0f;
         for (float v : row) amax = std::max(amax, std::abs(v));
@@ -74,22 +79,23 @@ class weight_matrix {
         scales[n] = scale;
         for (std::size_t k = 0; k < in_; ++k) {
           const auto q = static_cast<std::int8_t>(std::clamp(std::nearbyint(row[k] / scale), -127.0f, 127.0f));
-          std::memcpy(dst + k, &q, 1);
+          std::memcpy(dst + first + k, &q, 1);
         }
       } else {
         for (std::size_t k = 0; k < in_; ++k) {
+          const std::size_t i = first + k * step;
           if (to == dtype::f32) {
-            std::memcpy(dst + 4 * k, &row[k], 4);
+            std::memcpy(dst + 4 * i, &row[k], 4);
           } else {
             const std::uint16_t bits = to == dtype::bf16 ? float_to_bf16(row[k]) : float_to_f16(row[k]);
-            std::memcpy(dst + 2 * k, &bits, 2);
+            std::memcpy(dst + 2 * i, &bits, 2);
           }
         }
       }
     }
     m.scale_ = scales;
     m.type_ = to;
-    m.layout_ = weight_layout::out_in;
+    m.layout_ = layout;
     m.data_ = owned->data();
     m.out_ = out_;
     m.in_ = in_;
