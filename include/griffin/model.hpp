@@ -404,8 +404,8 @@ class model {
   /// `to`: F32, BF16, F16, or I8 (symmetric int8 with one scale per output
   /// channel; see weight_matrix::converted), and the RG-LRU's block-diagonal
   /// gates as `to` too, except under I8, where they become BF16: they set the
-  /// recurrence's decay, whose error compounds over a sequence, and are 3% of
-  /// the parameters. Biases and norms keep their type; the recurrence and its
+  /// recurrence's decay, whose error compounds over a sequence, and are under 1%
+  /// of the parameters. Biases and norms keep their type; the recurrence and its
   /// state stay in f32. Converted matrices are owned by the model (the
   /// checkpoint's pages they came from are no longer used by them).
   void convert_weights(dtype to) {
