@@ -63,15 +63,15 @@ class weight_matrix {
     auto owned = std::make_shared<aligned_vector<std::byte>>(scale_offset + (to == dtype::i8 ? out_ * 4 : 0));
     weight_matrix m;
     float* scales = to == dtype::i8 ? reinterpret_cast<float*>(owned->data() + scale_offset) : nullptr;
+    std::byte* dst = owned->data();
+    // Element (n, k) goes to index n * in + k (out x in) or n + k * out (in x out).
+    const std::size_t step = layout == weight_layout::out_in ? 1 : out_;
     for (std::size_t n = 0; n < out_; ++n) {
       if (layout_ == weight_layout::out_in)
         row_to_float(n, row.data());
       else
         for (std::size_t k = 0; k < in_; ++k) row[k] = element(n, k);
-      // Element (n, k) goes to index n * in + k (out x in) or k * out + n (in x out).
       const std::size_t first = layout == weight_layout::out_in ? n * in_ : n;
-      const std::size_t step = layout == weight_layout::out_in ? 1 : out_;
-      std::byte* dst = owned->data();
       if (to == dtype::i8) {
         float amax = 0.0f;
         for (float v : row) amax = std::max(amax, std::abs(v));
@@ -79,7 +79,7 @@ class weight_matrix {
         scales[n] = scale;
         for (std::size_t k = 0; k < in_; ++k) {
           const auto q = static_cast<std::int8_t>(std::clamp(std::nearbyint(row[k] / scale), -127.0f, 127.0f));
-          std::memcpy(dst + first + k, &q, 1);
+          std::memcpy(dst + first + k * step, &q, 1);
         }
       } else {
         for (std::size_t k = 0; k < in_; ++k) {
