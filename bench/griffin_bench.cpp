@@ -287,21 +287,39 @@ struct machine {
 };
 
 // The peak that prefill with weights of type w is compared with (see the
-// top): from the machine line, and measured again now.
+// top), the one rule: AMX tiles for bf16 where matmul uses them, else bf16
+// or int16 dot products where the build has them, else f32 FMA.
+enum class prefill_peak { f32, bf16_dot, int16_dot, amx };
+prefill_peak prefill_peak_of(const std::string& w, const machine& l) {
+  if (w == "bf16" && l.peak_amx > 0) return prefill_peak::amx;
+  if (w == "bf16" && has_bf16_dot) return prefill_peak::bf16_dot;
+  if (w == "int8" && has_int16_dot) return prefill_peak::int16_dot;
+  return prefill_peak::f32;
+}
+
+// That peak from the machine line.
 double peak_for(const std::string& w, const machine& l) {
-  if (w == "bf16" && l.peak_amx > 0) return l.peak_amx;
-  if (w == "bf16" && has_bf16_dot) return l.peak_bf16;
-  if (w == "int8" && has_int16_dot) return l.peak_int16;
+  switch (prefill_peak_of(w, l)) {
+    case prefill_peak::amx: return l.peak_amx;
+    case prefill_peak::bf16_dot: return l.peak_bf16;
+    case prefill_peak::int16_dot: return l.peak_int16;
+    case prefill_peak::f32: break;
+  }
   return l.peak_f32;
 }
 
-double measure_peak_for(const std::string& w, griffin::thread_pool& pool) {
-  if (w == "bf16") {
-    if (const double amx = measure_amx_peak(pool); amx > 0) return amx;
-    if constexpr (has_bf16_dot) return measure_peak<arithmetic::bf16>(pool);
+// That peak measured again now, on `pool`.
+double measure_peak_for(const std::string& w, const machine& l, griffin::thread_pool& pool) {
+  switch (prefill_peak_of(w, l)) {
+    case prefill_peak::amx: return measure_amx_peak(pool);
+    case prefill_peak::bf16_dot:
+      if constexpr (has_bf16_dot) return measure_peak<arithmetic::bf16>(pool);
+      break;
+    case prefill_peak::int16_dot:
+      if constexpr (has_int16_dot) return measure_peak<arithmetic::int16>(pool);
+      break;
+    case prefill_peak::f32: break;
   }
-  if constexpr (has_int16_dot)
-    if (w == "int8") return measure_peak<arithmetic::int16>(pool);
   return measure_peak<arithmetic::f32>(pool);
 }
 
@@ -338,7 +356,7 @@ int main(int argc, char** argv) try {
   std::size_t matmul_params = 0;
   for (const auto& p : parameters(cfg))
     if (p.shape.size() >= 2 && p.name != "embedder.input_embedding" && p.name.find("rg_lru") == std::string::npos)
-      matmul_params += std::accumulate(p.shape.begin(), p.shape.end(), std::size_t{1}, std::multiplies<>{});
+      matmul_params += element_count(p.shape);
   double keys_seen = 0.0;
   for (std::size_t t = 0; t < opt.prompt; ++t) keys_seen += static_cast<double>(std::min(t + 1, cfg.attention_window_size + 1));
   const double head_dim = static_cast<double>(cfg.head_dim()), heads = static_cast<double>(cfg.num_heads);
@@ -394,7 +412,7 @@ int main(int argc, char** argv) try {
         t0 = clock_type::now();
         logits = m.prefill(st, prompt_tokens);
         prefill_runs.push_back(seconds_since(t0));
-        peak = std::max(peak, measure_peak_for(w, pass_pool));
+        peak = std::max(peak, measure_peak_for(w, limits[i], pass_pool));
       }
       const double prefill_s = median(prefill_runs);
 

@@ -259,8 +259,7 @@ TEST_CASE("convert_weights stores the RG-LRU gates as bf16 under bf16 and int8, 
   // ffw_up.b [2, F] among them, and the conv1d taps keep f32).
   std::size_t linear_elements = 0, linear_outputs = 0, gate_elements = 0;
   for (const auto& p : parameters(c)) {
-    std::size_t n = 1;
-    for (std::size_t d : p.shape) n *= d;
+    const std::size_t n = element_count(p.shape);
     if (p.name.find("gate.w") != std::string::npos && p.name.find("rg_lru") != std::string::npos) {
       gate_elements += n;
     } else if (p.shape.size() >= 2 && p.name.find("conv_1d") == std::string::npos && !p.name.ends_with(".b")) {

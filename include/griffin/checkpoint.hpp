@@ -270,7 +270,7 @@ class parameter_cache {
   const aligned_vector<float>& get(const parameter_spec& p) {
     if (name_ != p.name) {
       name_ = p.name;
-      data_.assign(std::accumulate(p.shape.begin(), p.shape.end(), std::size_t{1}, std::multiplies<>{}), 0.0f);
+      data_.assign(element_count(p.shape), 0.0f);
       values_(p.name, p.shape, data_);
     }
     return data_;

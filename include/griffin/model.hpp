@@ -567,7 +567,7 @@ inline memory_source random_weights(const config& c, std::uint64_t seed) {
   memory_source out("random weights (seed " + std::to_string(seed) + ")");
   const weight_generator draw = random_weight_generator(seed);
   for (const auto& p : parameters(c)) {
-    aligned_vector<float> values(std::accumulate(p.shape.begin(), p.shape.end(), std::size_t{1}, std::multiplies<>{}));
+    aligned_vector<float> values(element_count(p.shape));
     draw(p.name, p.shape, values);
     out.add(p.name, p.shape, values);
   }

@@ -57,9 +57,7 @@ struct tensor_view {
   /// Keeps `bytes` alive (the file mapping); null when they live only as long as their source.
   std::shared_ptr<const void> owner;
 
-  [[nodiscard]] std::size_t element_count() const noexcept {
-    return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>{});
-  }
+  [[nodiscard]] std::size_t element_count() const noexcept { return ::griffin::element_count(shape); }
 };
 
 namespace detail {
@@ -322,7 +320,7 @@ struct tensor_spec {
   std::vector<std::size_t> shape;
 
   [[nodiscard]] std::size_t bytes() const noexcept {
-    return std::accumulate(shape.begin(), shape.end(), dtype_size(type), std::multiplies<>{});
+    return dtype_size(type) * ::griffin::element_count(shape);
   }
 };
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <numeric>
 #include <span>
@@ -28,6 +29,13 @@ inline std::string shape_string(std::span<const std::size_t> shape) {
   for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
   os << ']';
   return os.str();
+}
+
+/// The number of elements of a tensor of `shape` (1 for rank 0): the
+/// product of its extents. Shapes read from a file are checked for overflow
+/// where they are parsed (safetensors.hpp), before they reach this.
+[[nodiscard]] inline std::size_t element_count(std::span<const std::size_t> shape) noexcept {
+  return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>{});
 }
 
 /// A dense, row-major tensor that owns its elements.
@@ -85,10 +93,6 @@ class tensor {
   }
 
  private:
-  static std::size_t element_count(const std::vector<std::size_t>& shape) {
-    return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>{});
-  }
-
   std::size_t offset(std::initializer_list<std::size_t> index) const {
     if (index.size() != shape_.size())
       throw std::out_of_range("griffin::tensor: " + std::to_string(index.size()) +

@@ -401,7 +401,7 @@ class weight_reader {
   };
 
   static std::size_t element_count(const std::vector<std::size_t>& shape, std::optional<std::size_t> index) {
-    return std::accumulate(shape.begin() + (index ? 1 : 0), shape.end(), std::size_t{1}, std::multiplies<>{});
+    return ::griffin::element_count(std::span(shape).subspan(index ? 1 : 0));
   }
 
   static std::size_t stored_rows(const stored_param& where, std::size_t count) {
