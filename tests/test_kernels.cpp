@@ -1,6 +1,7 @@
 // Every SIMD kernel against its scalar reference, on every architecture the
 // tests are compiled for, over counts around each multiple of the lane count
 // and every misalignment of the pointers; plus worked values of the math.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -316,20 +317,16 @@ TEST_CASE_TEMPLATE_DEFINE("the packed gemm gives a token's outputs bit for bit w
 }
 TEST_CASE_TEMPLATE_APPLY(gemm_rows_id, griffin_test::test_archs);
 
-// The AMX bf16 gemm (amx.hpp) against matmul_scalar and against the
-// vdpbf16ps gemm it replaces (the same products; each output one chain over
-// k either way), over its edges: K past and short of a 32-wide step and of
-// the k block, tokens past a 16-token tile and a token block, channels past
-// a tile, a panel and a piece; both layouts, one thread and two. Where the
-// build or the OS has no AMX, set_amx_enabled(true) must say so.
-TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16ps gemm") {
-  const bool was = kernels::amx_enabled();
-  if (!kernels::set_amx_enabled(true)) {
-    CHECK(!kernels::amx_enabled());
-    MESSAGE("no AMX in this build or from this OS: the AMX gemm is not run here");
-    return;
-  }
-#if GRIFFIN_AMX
+#if GRIFFIN_AMX_GEMM
+// The AMX bf16 gemm (amx.hpp) through `run` (x, w, bias, y, accumulate,
+// pool) against matmul_scalar and against the vdpbf16ps gemm it replaces
+// (the same products; each output one chain over k either way), over its
+// edges: K past and short of a 32-wide step and of the k block, tokens past
+// a 16-token tile and a token block, channels past a tile, a panel and a
+// piece; both layouts (weights at an odd element offset: in place, tile rows
+// start off a line), one thread and two.
+template <class Run>
+void check_amx_gemm(Run&& run) {
   using kernels::detail::amx_kc;
   using kernels::detail::amx_mc;
   using kernels::detail::amx_nc;
@@ -351,18 +348,87 @@ TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16
         const auto wv = out_in ? kernels::out_in(w.data() + 1, N, K) : kernels::in_out(w.data() + 1, N, K);
         const kernels::matrix_view<const float> xv{x.data(), M, K, ldx};
         std::vector<float> amx = init, dp = init, ref = init;
-        kernels::set_amx_enabled(true);
-        kernels::matmul(xv, wv, bias.data(), {amx.data(), M, N, ldy}, accumulate, K % 2 ? nullptr : &two);
+        run(xv, wv, bias.data(), kernels::matrix_view<float>{amx.data(), M, N, ldy}, accumulate, K % 2 ? nullptr : &two);
+        const bool was = kernels::amx_enabled();
         kernels::set_amx_enabled(false);
         kernels::matmul(xv, wv, bias.data(), {dp.data(), M, N, ldy}, accumulate, nullptr);
+        kernels::set_amx_enabled(was);
         kernels::matmul_scalar(xv, wv, bias.data(), {ref.data(), M, N, ldy}, accumulate);
         CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(ref)) <= matmul_tolerance<bfloat16>(K));
         CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(dp)) <= 1e-5f * static_cast<float>(K + 1));
         ++runs;
       }
   CHECK(runs > 100);
+}
+#endif
+
+// The AMX gemm on the CPU's tiles, through matmul. Where the build or the OS
+// has no AMX, set_amx_enabled(true) must say so.
+TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16ps gemm") {
+  const bool was = kernels::amx_enabled();
+  if (!kernels::set_amx_enabled(true)) {
+    CHECK(!kernels::amx_enabled());
+    MESSAGE("no AMX in this build or from this OS: the AMX gemm is not run here");
+    return;
+  }
+#if GRIFFIN_AMX
+  check_amx_gemm([](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
+    kernels::matmul(x, w, bias, y, accumulate, pool);
+  });
 #endif
   kernels::set_amx_enabled(was);
+}
+
+// The same blocking (packing, in-place and copied panels, partial sums over
+// k blocks, the transposed stores) on the scalar model of the tiles, so that
+// it runs, sanitizers included, on CPUs without AMX; and the model itself
+// against a plain product of two tiles with a denormal input and sum.
+TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar reference and the vdpbf16ps gemm") {
+#if GRIFFIN_AMX_GEMM
+  using tiles = kernels::detail::amx_emulated_tiles;
+  check_amx_gemm([](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
+    kernels::detail::amx_matmul<tiles>(x, w, bias, y, accumulate, pool);
+  });
+  // One step of 2 x 1 tiles: A_i [16][32] bf16 (rows 80 bytes apart), B [16 pairs][16].
+  rng r(5);
+  std::vector<std::uint16_t> a(2 * 16 * 40), b(16 * 32);
+  const auto value = [](std::uint16_t u) { return bf16_to_float(u); };
+  const auto av = r.floats(a.size()), bv = r.floats(b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = float_to_bf16(av[i]);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = float_to_bf16(bv[i]);
+  a[0] = 0x0001;  // a denormal A element reads as zero
+  std::vector<float> c(2 * 256);
+  for (std::size_t i = 0; i < c.size(); ++i) c[i] = 0.25f * static_cast<float>(i % 7);
+  const char* ap[2] = {reinterpret_cast<const char*>(a.data()), reinterpret_cast<const char*>(a.data() + 16 * 40)};
+  const char* bp[1] = {reinterpret_cast<const char*>(b.data())};
+  std::vector<float> expect(c);
+  for (std::size_t i = 0; i < 2; ++i)
+    for (std::size_t m = 0; m < 16; ++m)
+      for (std::size_t n = 0; n < 16; ++n) {
+        float& sum = expect[i * 256 + m * 16 + n];
+        for (std::size_t k = 0; k < 32; ++k) {
+          const std::uint16_t ak = a[i * 16 * 40 + m * 40 + k];
+          sum += ((ak & 0x7f80u) == 0 ? 0.0f : value(ak)) * value(b[k / 2 * 32 + 2 * n + k % 2]);
+        }
+      }
+  tiles::tiles<2, 1>(ap, 80, 64, bp, 1, c.data(), true);
+  CHECK(c == expect);
+  // A sum below the smallest normal float flushes to zero, keeping its sign
+  // (here the last product of row 0, column 0: A element 31 times pair 15's
+  // high half).
+  std::vector<std::uint16_t> tiny_a(16 * 32, 0), tiny_b(16 * 32, 0);
+  tiny_a[31] = float_to_bf16(-0x1p-100f);
+  tiny_b[15 * 32 + 1] = float_to_bf16(0x1p-30f);
+  const char* ta[1] = {reinterpret_cast<const char*>(tiny_a.data())};
+  const char* tb[1] = {reinterpret_cast<const char*>(tiny_b.data())};
+  std::vector<float> tc(256, 1.0f);
+  tiles::tiles<1, 1>(ta, 64, 64, tb, 1, tc.data(), false);
+  CHECK(tc[0] == 0.0f);
+  CHECK(std::signbit(tc[0]));
+  CHECK(std::all_of(tc.begin() + 1, tc.end(), [](float v) { return v == 0.0f && !std::signbit(v); }));
+#else
+  MESSAGE("the AMX gemm needs AVX512-BF16 and AVX512BW in the build: not compiled here");
+#endif
 }
 
 // The gemv rows' prefetch distances are a per-CPU setting a program may

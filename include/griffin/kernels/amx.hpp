@@ -12,14 +12,19 @@
 // Compiled where the compiler targets AMX-TILE, AMX-BF16 and AVX512-BF16
 // (-march=native on such a CPU) on Linux; used where the kernel grants the
 // process tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once) and not switched
-// off (set_amx_enabled(false), or GRIFFIN_AMX=0 in the environment).
+// off (set_amx_enabled(false), or GRIFFIN_AMX=0 in the environment). The
+// gemm's blocking takes its tile work from a policy: the CPU's tiles, or a
+// scalar model of them (amx_emulated_tiles) on which the tests run it on
+// any AVX512-BF16 CPU.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__linux__)
@@ -29,6 +34,13 @@
 #include <unistd.h>
 #else
 #define GRIFFIN_AMX 0
+#endif
+// The AMX gemm's blocking (matmul.hpp) needs AVX512-BF16 and AVX512BW: it
+// runs on the CPU's tiles where GRIFFIN_AMX, and on emulated tiles in tests.
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX512BF16__) && defined(__AVX512BW__)
+#define GRIFFIN_AMX_GEMM 1
+#else
+#define GRIFFIN_AMX_GEMM 0
 #endif
 
 namespace griffin::kernels {
@@ -72,7 +84,7 @@ inline bool set_amx_enabled(bool on) noexcept {
   return amx_enabled();
 }
 
-#if GRIFFIN_AMX
+#if GRIFFIN_AMX_GEMM
 namespace detail {
 
 // Cache blocks of the AMX gemm: tokens (a multiple of 32), k (a multiple of
@@ -95,6 +107,82 @@ inline constexpr std::size_t amx_kc = GRIFFIN_AMX_KC;
 inline constexpr std::size_t amx_nc = GRIFFIN_AMX_NC;
 static_assert(amx_mc % 32 == 0 && amx_kc % 32 == 0 && amx_nc % 32 == 0);
 
+// The gemm's tile work comes from a policy (`Tiles`), so that its blocking
+// (packing, panels, edges, the stores to y; matmul.hpp) is one code over two
+// sets of tiles: the CPU's (amx_hardware_tiles) and a scalar model of them
+// (amx_emulated_tiles) that the tests run on any AVX512-BF16 CPU, under the
+// sanitizers too. A policy has configure() and release() around a thread's
+// work and
+//
+//   tiles<RA, RB>(a, lda, a_step, b, steps, c, load_c)
+//
+// c (RA x RB 16 x 16 float tiles, 1 KiB each, tile (i, j) at c + (i * RB +
+// j) * 256) (+)= sum over `steps` k steps of A_i B_j: A_i 16 rows of 32 bf16
+// at a[i] (lda bytes apart, advancing a_step bytes a step), B_j 16 rows of
+// 16 bf16 pairs at b[j] (64 bytes apart, advancing 1 KiB a step). The sums
+// start at zero, or from c when load_c.
+
+// TDPBF16PS in scalar code, over the memory the tile loads would read:
+// C[m][n] += A[m][2p] B[p][2n], then += A[m][2p + 1] B[p][2n + 1], for p =
+// 0 .. 15 in order, each sum rounded to float (to nearest even); denormal
+// inputs read as zero and denormal sums flush to zero, as the instruction
+// does (Intel SDM, TDPBF16PS). The reference the tile policy is held to.
+struct amx_emulated_tiles {
+  static void configure() noexcept {}
+  static void release() noexcept {}
+
+  template <std::size_t RA, std::size_t RB>
+  static void tiles(const char* const* a, std::size_t lda, std::size_t a_step, const char* const* b, std::size_t steps, float* c,
+                    bool load_c) noexcept {
+    static_assert(RA >= 1 && RA <= 2 && RB >= 1 && RB <= 2);
+    float sums[RA * RB][16][16];
+    for (std::size_t t = 0; t < RA * RB; ++t)
+      for (std::size_t m = 0; m < 16; ++m)
+        for (std::size_t n = 0; n < 16; ++n) sums[t][m][n] = load_c ? c[t * 256 + m * 16 + n] : 0.0f;
+    for (std::size_t s = 0; s < steps; ++s)
+      for (std::size_t i = 0; i < RA; ++i)
+        for (std::size_t j = 0; j < RB; ++j) {
+          const char* at = a[i] + s * a_step;  // row m: at + m * lda, 32 bf16
+          const char* bt = b[j] + s * 1024;    // row p: bt + p * 64, 16 pairs
+          for (std::size_t m = 0; m < 16; ++m)
+            for (std::size_t n = 0; n < 16; ++n) {
+              float& sum = sums[i * RB + j][m][n];
+              for (std::size_t p = 0; p < 16; ++p)
+                for (std::size_t h = 0; h < 2; ++h)
+                  sum = flush(sum + bf16_at(at + m * lda, 2 * p + h) * bf16_at(bt + p * 64, 2 * n + h));
+            }
+        }
+    for (std::size_t t = 0; t < RA * RB; ++t) std::memcpy(c + t * 256, sums[t], sizeof sums[t]);
+  }
+
+ private:
+  // Element e of a row of bf16 (any alignment), a denormal read as zero.
+  static float bf16_at(const char* row, std::size_t e) noexcept {
+    std::uint16_t bits;
+    std::memcpy(&bits, row + 2 * e, 2);
+    if ((bits & 0x7f80u) == 0) bits &= 0x8000u;
+    const std::uint32_t word = std::uint32_t{bits} << 16;
+    float v;
+    std::memcpy(&v, &word, 4);
+    return v;
+  }
+  static float flush(float v) noexcept { return std::abs(v) < std::numeric_limits<float>::min() ? std::copysign(0.0f, v) : v; }
+};
+
+template <class F>
+inline void amx_dispatch(std::size_t ra, std::size_t rb, F&& f) {
+  if (ra == 2 && rb == 2) f(std::integral_constant<std::size_t, 2>{}, std::integral_constant<std::size_t, 2>{});
+  else if (ra == 2) f(std::integral_constant<std::size_t, 2>{}, std::integral_constant<std::size_t, 1>{});
+  else if (rb == 2) f(std::integral_constant<std::size_t, 1>{}, std::integral_constant<std::size_t, 2>{});
+  else f(std::integral_constant<std::size_t, 1>{}, std::integral_constant<std::size_t, 1>{});
+}
+
+}  // namespace detail
+#endif
+
+#if GRIFFIN_AMX
+namespace detail {
+
 // Tile palette 1: tmm0-3 the 2 x 2 sums, tmm4-5 the A tiles, tmm6-7 the B
 // tiles; each 16 rows of 64 bytes.
 struct alignas(64) amx_config {
@@ -115,54 +203,50 @@ inline void amx_configure() noexcept {
   asm volatile("ldtilecfg %0" ::"m"(c));
 }
 
-// c (RA x RB 16 x 16 float tiles, 1 KiB each, tile (i, j) at c + (i * RB +
-// j) * 256) (+)= sum over `steps` k steps of A_i B_j: A_i 16 rows of 32 bf16
-// at a[i] (lda bytes apart, advancing a_step bytes a step), B_j 16 rows of
-// 16 bf16 pairs at b[j] (64 bytes apart, advancing 1 KiB a step). The sums
-// start at zero, or from c when load_c.
-template <std::size_t RA, std::size_t RB>
-inline void amx_tiles(const char* const* a, std::size_t lda, std::size_t a_step, const char* const* b, std::size_t steps, float* c,
-                      bool load_c) noexcept {
-  static_assert(RA >= 1 && RA <= 2 && RB >= 1 && RB <= 2);
-  if (load_c) {
-    _tile_loadd(0, c, 64);
-    if constexpr (RB == 2) _tile_loadd(1, c + 256, 64);
-    if constexpr (RA == 2) _tile_loadd(2, c + RB * 256, 64);
-    if constexpr (RA == 2 && RB == 2) _tile_loadd(3, c + 3 * 256, 64);
-  } else {
-    _tile_zero(0);
-    if constexpr (RB == 2) _tile_zero(1);
-    if constexpr (RA == 2) _tile_zero(2);
-    if constexpr (RA == 2 && RB == 2) _tile_zero(3);
-  }
-  const char *a0 = a[0], *a1 = a[RA - 1], *b0 = b[0], *b1 = b[RB - 1];
-  for (std::size_t s = 0; s < steps; ++s) {
-    _tile_loadd(4, a0 + s * a_step, lda);
-    _tile_loadd(6, b0 + s * 1024, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (RB == 2) {
-      _tile_loadd(7, b1 + s * 1024, 64);
-      _tile_dpbf16ps(1, 4, 7);
-    }
-    if constexpr (RA == 2) {
-      _tile_loadd(5, a1 + s * a_step, lda);
-      _tile_dpbf16ps(2, 5, 6);
-      if constexpr (RB == 2) _tile_dpbf16ps(3, 5, 7);
-    }
-  }
-  _tile_stored(0, c, 64);
-  if constexpr (RB == 2) _tile_stored(1, c + 256, 64);
-  if constexpr (RA == 2) _tile_stored(2, c + RB * 256, 64);
-  if constexpr (RA == 2 && RB == 2) _tile_stored(3, c + 3 * 256, 64);
-}
+// The CPU's tiles (the Tiles policy above). The tile intrinsics are asm that
+// names no memory it reads, so a compiler barrier first makes the panel,
+// activation and partial-sum stores before the call land before the loads.
+struct amx_hardware_tiles {
+  static void configure() noexcept { amx_configure(); }
+  static void release() noexcept { _tile_release(); }
 
-template <class F>
-inline void amx_dispatch(std::size_t ra, std::size_t rb, F&& f) {
-  if (ra == 2 && rb == 2) f(std::integral_constant<std::size_t, 2>{}, std::integral_constant<std::size_t, 2>{});
-  else if (ra == 2) f(std::integral_constant<std::size_t, 2>{}, std::integral_constant<std::size_t, 1>{});
-  else if (rb == 2) f(std::integral_constant<std::size_t, 1>{}, std::integral_constant<std::size_t, 2>{});
-  else f(std::integral_constant<std::size_t, 1>{}, std::integral_constant<std::size_t, 1>{});
-}
+  template <std::size_t RA, std::size_t RB>
+  static void tiles(const char* const* a, std::size_t lda, std::size_t a_step, const char* const* b, std::size_t steps, float* c,
+                    bool load_c) noexcept {
+    static_assert(RA >= 1 && RA <= 2 && RB >= 1 && RB <= 2);
+    asm volatile("" ::: "memory");
+    if (load_c) {
+      _tile_loadd(0, c, 64);
+      if constexpr (RB == 2) _tile_loadd(1, c + 256, 64);
+      if constexpr (RA == 2) _tile_loadd(2, c + RB * 256, 64);
+      if constexpr (RA == 2 && RB == 2) _tile_loadd(3, c + 3 * 256, 64);
+    } else {
+      _tile_zero(0);
+      if constexpr (RB == 2) _tile_zero(1);
+      if constexpr (RA == 2) _tile_zero(2);
+      if constexpr (RA == 2 && RB == 2) _tile_zero(3);
+    }
+    const char *a0 = a[0], *a1 = a[RA - 1], *b0 = b[0], *b1 = b[RB - 1];
+    for (std::size_t s = 0; s < steps; ++s) {
+      _tile_loadd(4, a0 + s * a_step, lda);
+      _tile_loadd(6, b0 + s * 1024, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      if constexpr (RB == 2) {
+        _tile_loadd(7, b1 + s * 1024, 64);
+        _tile_dpbf16ps(1, 4, 7);
+      }
+      if constexpr (RA == 2) {
+        _tile_loadd(5, a1 + s * a_step, lda);
+        _tile_dpbf16ps(2, 5, 6);
+        if constexpr (RB == 2) _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    _tile_stored(0, c, 64);
+    if constexpr (RB == 2) _tile_stored(1, c + 256, 64);
+    if constexpr (RA == 2) _tile_stored(2, c + RB * 256, 64);
+    if constexpr (RA == 2 && RB == 2) _tile_stored(3, c + 3 * 256, 64);
+  }
+};
 
 }  // namespace detail
 #endif

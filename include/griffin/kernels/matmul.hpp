@@ -1653,7 +1653,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
   }
 }
 
-#if GRIFFIN_AMX
+#if GRIFFIN_AMX_GEMM
 // The AMX bf16 gemm (amx.hpp), y [M, N] (+)= x [M, K] W^T + bias.
 //
 // [out, in] weights are the A tiles in place (16 weight rows of 32 k, one
@@ -1703,8 +1703,9 @@ inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_
 // cache blocks of amx_mc tokens x amx_kc k, and in them panels of 32 weight
 // rows against pairs of 16-token tiles. Sums of all but the last k block
 // wait in cbuf.
+template <class Tiles>
 inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
-                         std::size_t n0, std::size_t n1, bool accumulate) {
+                      std::size_t n0, std::size_t n1, bool accumulate) {
   struct c_tag;
   struct panel_tag;
   const std::size_t K = w.in, K32 = act.K32, M16 = (M + 15) / 16 * 16;
@@ -1767,11 +1768,11 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
           if (out_in) {  // A: weight rows, B: token tiles
             const std::uint32_t* b0 = act.pairs + (mt / 16) * (K32 / 2) * 16 + k0 / 2 * 16;
             const char* b[2] = {reinterpret_cast<const char*>(b0), reinterpret_cast<const char*>(rb_t == 2 ? b0 + (K32 / 2) * 16 : b0)};
-            amx_dispatch(ra_w, rb_t, [&](auto ra, auto rb) { amx_tiles<ra, rb>(wa, lda, 64, b, steps, out, !first); });
+            amx_dispatch(ra_w, rb_t, [&](auto ra, auto rb) { Tiles::template tiles<ra, rb>(wa, lda, 64, b, steps, out, !first); });
           } else {  // A: token rows, B: weight tiles
             const std::uint16_t* a0 = act.rows + mt * K32 + k0;
             const char* a[2] = {reinterpret_cast<const char*>(a0), reinterpret_cast<const char*>(rb_t == 2 ? a0 + 16 * K32 : a0)};
-            amx_dispatch(rb_t, ra_w, [&](auto ra, auto rb) { amx_tiles<ra, rb>(a, 2 * K32, 64, wa, steps, out, !first); });
+            amx_dispatch(rb_t, ra_w, [&](auto ra, auto rb) { Tiles::template tiles<ra, rb>(a, 2 * K32, 64, wa, steps, out, !first); });
           }
           if (!last) continue;
           for (std::size_t ti = 0; ti < rb_t; ++ti) {
@@ -1810,11 +1811,26 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
   }
 }
 
+template <class Tiles>
 inline void amx_channels(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
                          std::size_t n0, std::size_t n1, bool accumulate) {
-  amx_configure();
-  for (std::size_t p = n0; p < n1; p += amx_nc) amx_piece(act, M, w, bias, y, p, std::min(n1, p + amx_nc), accumulate);
-  _tile_release();
+  Tiles::configure();
+  for (std::size_t p = n0; p < n1; p += amx_nc) amx_piece<Tiles>(act, M, w, bias, y, p, std::min(n1, p + amx_nc), accumulate);
+  Tiles::release();
+}
+
+/// y [M, N] (+)= x [M, K] W^T + bias on the tiles of `Tiles`
+/// (amx_hardware_tiles: what matmul runs where amx_enabled();
+/// amx_emulated_tiles: the same blocking on the scalar model, for tests),
+/// split over `pool` in work-stealing shares of 32 channels (or on the
+/// calling thread when null).
+template <class Tiles>
+inline void amx_matmul(matrix_view<const float> x, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
+                       bool accumulate, thread_pool* pool) {
+  const amx_activations act = amx_pack(x, w.layout == weight_layout::out_in, pool);
+  const auto channels = [&](std::size_t n0, std::size_t n1) { amx_channels<Tiles>(act, x.rows, w, bias, y, n0, n1, accumulate); };
+  if (pool && pool->size() > 1) pool->run_shares(w.out, 32, amx_nc / 32, channels);
+  else channels(0, w.out);
 }
 #endif
 
@@ -1869,13 +1885,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   if (M >= gemm_min_rows<T, Arch>) {
 #if GRIFFIN_AMX
     if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-      if (amx_enabled()) {
-        const detail::amx_activations act = detail::amx_pack(x, w.layout == weight_layout::out_in, threads > 1 ? pool : nullptr);
-        const auto channels = [&](std::size_t n0, std::size_t n1) { detail::amx_channels(act, M, w, bias, y, n0, n1, accumulate); };
-        if (threads > 1) pool->run_shares(N, 32, detail::amx_nc / 32, channels);
-        else channels(0, N);
-        return;
-      }
+      if (amx_enabled()) return detail::amx_matmul<detail::amx_hardware_tiles>(x, w, bias, y, accumulate, threads > 1 ? pool : nullptr);
     }
 #endif
     using E = detail::packed_element<T, Arch>;
