@@ -375,6 +375,27 @@ TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16
   check_amx_gemm([](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
     kernels::matmul(x, w, bias, y, accumulate, pool);
   });
+  // The scalar model against the tiles: 2 x 2 tiles over 5 steps from
+  // loaded sums, A rows at a stride of 96 bytes. The model follows the
+  // SDM's order of rounding; whether the CPU matches it bit for bit is
+  // reported, and it must at least agree to float rounding.
+  rng r(7);
+  constexpr std::size_t steps = 5, lda = 96;
+  std::vector<std::uint16_t> a(2 * 16 * lda / 2 + steps * 32), b(2 * steps * 512);
+  const auto av = r.floats(a.size()), bv = r.floats(b.size()), cv = r.floats(4 * 256);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = float_to_bf16(av[i]);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = float_to_bf16(bv[i]);
+  const char* ap[2] = {reinterpret_cast<const char*>(a.data()), reinterpret_cast<const char*>(a.data() + 16 * lda / 2)};
+  const char* bp[2] = {reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data() + steps * 512)};
+  alignas(64) float hw[4 * 256], model[4 * 256];
+  std::copy(cv.begin(), cv.end(), hw);
+  std::copy(cv.begin(), cv.end(), model);
+  kernels::detail::amx_hardware_tiles::configure();
+  kernels::detail::amx_hardware_tiles::tiles<2, 2>(ap, lda, 64, bp, steps, hw, true);
+  kernels::detail::amx_hardware_tiles::release();
+  kernels::detail::amx_emulated_tiles::tiles<2, 2>(ap, lda, 64, bp, steps, model, true);
+  CHECK(max_abs_diff(std::span<const float>(hw), std::span<const float>(model)) <= 2e-4f);
+  MESSAGE("AMX tiles and their scalar model: " << (std::memcmp(hw, model, sizeof hw) == 0 ? "bit for bit" : "differ in rounding"));
 #endif
   kernels::set_amx_enabled(was);
 }
