@@ -381,10 +381,8 @@ TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16
   // reported, and it must at least agree to float rounding.
   rng r(7);
   constexpr std::size_t steps = 5, lda = 96;
-  std::vector<std::uint16_t> a(2 * 16 * lda / 2 + steps * 32), b(2 * steps * 512);
-  const auto av = r.floats(a.size()), bv = r.floats(b.size()), cv = r.floats(4 * 256);
-  for (std::size_t i = 0; i < a.size(); ++i) a[i] = float_to_bf16(av[i]);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = float_to_bf16(bv[i]);
+  const auto a = stored_as<bfloat16>(r.floats(2 * 16 * lda / 2 + steps * 32)), b = stored_as<bfloat16>(r.floats(2 * steps * 512));
+  const auto cv = r.floats(4 * 256);
   const char* ap[2] = {reinterpret_cast<const char*>(a.data()), reinterpret_cast<const char*>(a.data() + 16 * lda / 2)};
   const char* bp[2] = {reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data() + steps * 512)};
   alignas(64) float hw[4 * 256], model[4 * 256];
@@ -412,12 +410,9 @@ TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar referenc
   });
   // One step of 2 x 1 tiles: A_i [16][32] bf16 (rows 80 bytes apart), B [16 pairs][16].
   rng r(5);
-  std::vector<std::uint16_t> a(2 * 16 * 40), b(16 * 32);
-  const auto value = [](std::uint16_t u) { return bf16_to_float(u); };
-  const auto av = r.floats(a.size()), bv = r.floats(b.size());
-  for (std::size_t i = 0; i < a.size(); ++i) a[i] = float_to_bf16(av[i]);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = float_to_bf16(bv[i]);
-  a[0] = 0x0001;  // a denormal A element reads as zero
+  auto a = stored_as<bfloat16>(r.floats(2 * 16 * 40));
+  const auto b = stored_as<bfloat16>(r.floats(16 * 32));
+  a[0] = std::uint16_t{0x0001};  // a denormal A element reads as zero
   std::vector<float> c(2 * 256);
   for (std::size_t i = 0; i < c.size(); ++i) c[i] = 0.25f * static_cast<float>(i % 7);
   const char* ap[2] = {reinterpret_cast<const char*>(a.data()), reinterpret_cast<const char*>(a.data() + 16 * 40)};
@@ -428,8 +423,8 @@ TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar referenc
       for (std::size_t n = 0; n < 16; ++n) {
         float& sum = expect[i * 256 + m * 16 + n];
         for (std::size_t k = 0; k < 32; ++k) {
-          const std::uint16_t ak = a[i * 16 * 40 + m * 40 + k];
-          sum += ((ak & 0x7f80u) == 0 ? 0.0f : value(ak)) * value(b[k / 2 * 32 + 2 * n + k % 2]);
+          const std::uint16_t ak = a[i * 16 * 40 + m * 40 + k].bits;
+          sum += ((ak & 0x7f80u) == 0 ? 0.0f : bf16_to_float(ak)) * bf16_to_float(b[k / 2 * 32 + 2 * n + k % 2].bits);
         }
       }
   tiles::tiles<2, 1>(ap, 80, 64, bp, 1, c.data(), true);
@@ -437,7 +432,7 @@ TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar referenc
   // A sum below the smallest normal float flushes to zero, keeping its sign
   // (here the last product of row 0, column 0: A element 31 times pair 15's
   // high half).
-  std::vector<std::uint16_t> tiny_a(16 * 32, 0), tiny_b(16 * 32, 0);
+  std::vector<bfloat16> tiny_a(16 * 32, std::uint16_t{0}), tiny_b(16 * 32, std::uint16_t{0});
   tiny_a[31] = float_to_bf16(-0x1p-100f);
   tiny_b[15 * 32 + 1] = float_to_bf16(0x1p-30f);
   const char* ta[1] = {reinterpret_cast<const char*>(tiny_a.data())};

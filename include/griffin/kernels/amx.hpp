@@ -18,6 +18,7 @@
 // any AVX512-BF16 CPU.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,8 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+
+#include "griffin/dtype.hpp"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__linux__)
 #define GRIFFIN_AMX 1
@@ -135,10 +138,9 @@ struct amx_emulated_tiles {
   static void tiles(const char* const* a, std::size_t lda, std::size_t a_step, const char* const* b, std::size_t steps, float* c,
                     bool load_c) noexcept {
     static_assert(RA >= 1 && RA <= 2 && RB >= 1 && RB <= 2);
-    float sums[RA * RB][16][16];
-    for (std::size_t t = 0; t < RA * RB; ++t)
-      for (std::size_t m = 0; m < 16; ++m)
-        for (std::size_t n = 0; n < 16; ++n) sums[t][m][n] = load_c ? c[t * 256 + m * 16 + n] : 0.0f;
+    float sums[RA * RB][16][16];  // tile t's [16][16] at c + t * 256
+    if (load_c) std::memcpy(sums, c, sizeof sums);
+    else std::fill(&sums[0][0][0], &sums[0][0][0] + RA * RB * 256, 0.0f);
     for (std::size_t s = 0; s < steps; ++s)
       for (std::size_t i = 0; i < RA; ++i)
         for (std::size_t j = 0; j < RB; ++j) {
@@ -152,7 +154,7 @@ struct amx_emulated_tiles {
                   sum = flush(sum + bf16_at(at + m * lda, 2 * p + h) * bf16_at(bt + p * 64, 2 * n + h));
             }
         }
-    for (std::size_t t = 0; t < RA * RB; ++t) std::memcpy(c + t * 256, sums[t], sizeof sums[t]);
+    std::memcpy(c, sums, sizeof sums);
   }
 
  private:
@@ -160,11 +162,7 @@ struct amx_emulated_tiles {
   static float bf16_at(const char* row, std::size_t e) noexcept {
     std::uint16_t bits;
     std::memcpy(&bits, row + 2 * e, 2);
-    if ((bits & 0x7f80u) == 0) bits &= 0x8000u;
-    const std::uint32_t word = std::uint32_t{bits} << 16;
-    float v;
-    std::memcpy(&v, &word, 4);
-    return v;
+    return bf16_to_float((bits & 0x7f80u) == 0 ? bits & 0x8000u : bits);
   }
   static float flush(float v) noexcept { return std::abs(v) < std::numeric_limits<float>::min() ? std::copysign(0.0f, v) : v; }
 };
