@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -39,6 +41,34 @@ TEST_CASE("thread_pool runs every task once, rethrows, and runs nested or concur
   a.join();
   b.join();
   CHECK(total.load() == 2 * 200 * 4);
+}
+
+// Jobs back to back with changing task counts: a worker leaving the last
+// job's take_tasks must not claim against the next job's count. Before the
+// fix a pool of 2 ran a task twice, then waited forever, within ~10^5 such
+// jobs (every run of a 3 x 10^6 loop hung); a hang ends the test binary here
+// after a minute instead of at CI's timeout.
+TEST_CASE("thread_pool runs jobs back to back with changing task counts, each task once") {
+  thread_pool pool(2);
+  constexpr long jobs = 600'000;
+  std::atomic<long> wrong{0}, finished{-1};
+  std::thread run_all([&] {
+    for (long j = 0; j < jobs; ++j) {
+      const std::size_t tasks = 2 + static_cast<std::size_t>(j % 3) * 3;  // 2, 5, 8
+      std::array<std::atomic<int>, 8> hits{};
+      pool.run(tasks, [&](std::size_t t) { hits[t].fetch_add(1, std::memory_order_relaxed); });
+      for (std::size_t t = 0; t < hits.size(); ++t) wrong += hits[t].load() != (t < tasks ? 1 : 0);
+    }
+    finished = jobs;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (finished.load() < 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (finished.load() < 0) {
+    std::fprintf(stderr, "thread_pool: back-to-back jobs did not finish within a minute (a lost task count); exiting\n");
+    std::_Exit(1);
+  }
+  run_all.join();
+  CHECK(wrong.load() == 0);
 }
 
 TEST_CASE("thread_pool::run_shares covers a range once in whole grains, and a fast thread takes over a slow one's share") {
@@ -279,7 +309,7 @@ TEST_CASE("convert_weights stores the RG-LRU gates as bf16 under bf16 and int8, 
 }
 
 TEST_CASE("weights converted to bf16 and int8 stay within their documented distance of the golden vectors") {
-  for (const char* name : {"griffin_tiny", "hawk_tiny", "mqa_tiny"}) {
+  for (const std::string name : {"griffin_tiny", "hawk_tiny", "mqa_tiny"}) {
     CAPTURE(name);
     const auto dir = griffin_test::golden_dir(name);
     auto m = model<>::load(dir);

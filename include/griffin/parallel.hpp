@@ -140,14 +140,23 @@ class thread_pool {
 
   // Runs f(task) for [0, tasks) on the workers and the calling thread, which
   // holds the pool (acquire).
+  //
+  // A worker may still be in take_tasks for the previous job, about to claim
+  // from next_ after its last task. So next_ first moves to this job with no
+  // task open (a claim needs a compare-exchange on the old value, which now
+  // fails), then the job is written, then its tasks open. Writing the job
+  // first let such a worker claim "task n" of the old generation against the
+  // new task count: it ran a task of the new job twice, or done_ passed
+  // `tasks` and this wait never ended (a pool of 2 hung within ~10^5 jobs).
   template <class F>
   void dispatch(std::size_t tasks, F&& f) {
+    const std::uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
+    next_.store(g << 32 | 0xffffffffu, std::memory_order_seq_cst);
     job_ = &f;
     invoke_ = [](const void* fn, std::size_t t) { (*static_cast<std::remove_reference_t<F>*>(const_cast<void*>(fn)))(t); };
-    tasks_ = tasks;
+    tasks_.store(tasks, std::memory_order_relaxed);
     error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
-    const std::uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
     next_.store(g << 32, std::memory_order_release);
     generation_.store(g, std::memory_order_release);
     generation_.notify_all();
@@ -174,7 +183,7 @@ class thread_pool {
     for (;;) {
       std::uint64_t v = next_.load(std::memory_order_acquire);
       do {
-        if (v >> 32 != (g & 0xffffffffu) || (v & 0xffffffffu) >= tasks_) return;
+        if (v >> 32 != (g & 0xffffffffu) || (v & 0xffffffffu) >= tasks_.load(std::memory_order_relaxed)) return;
       } while (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire));
       const std::size_t t = v & 0xffffffffu;
       try {
@@ -222,7 +231,7 @@ class thread_pool {
   std::atomic<bool> stop_{false};
   const void* job_ = nullptr;
   void (*invoke_)(const void*, std::size_t) = nullptr;
-  std::size_t tasks_ = 0;
+  std::atomic<std::size_t> tasks_{0};  // read by a worker of the last job as it leaves take_tasks
   std::atomic<std::uint64_t> next_{0};  // generation << 32 | next task
   std::atomic<std::size_t> done_{0};
   std::mutex error_mutex_;
