@@ -1058,13 +1058,19 @@ inline void transpose_16x16_epi32(__m512i* r) noexcept {
 }
 
 // Pairs of 16-bit values as 32-bit words, transposed 16 x 16: row i of src
-// (src + i * lds, 32 values; zeros for i >= rows) gives word i of dst rows
+// (src + i * lds, 32 values, those from cols on read as zero; zeros for
+// i >= rows) gives word i of dst rows
 // j < count (dst + j * ldd), its j-th pair. The packing of bf16 and int16
 // activation pairs (gemm, AMX) goes through it.
 inline void transpose_pairs_16x16(const std::uint16_t* src, std::size_t lds, std::size_t rows, std::uint32_t* dst,
-                                  std::size_t ldd, std::size_t count) noexcept {
+                                  std::size_t ldd, std::size_t count, std::size_t cols = 32) noexcept {
   __m512i v[16];
-  for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_loadu_si512(src + i * lds) : _mm512_setzero_si512();
+  if (cols >= 32) {
+    for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_loadu_si512(src + i * lds) : _mm512_setzero_si512();
+  } else {  // values [cols, 32) of each row read as zero, and not read
+    const __mmask32 mask = static_cast<__mmask32>((std::uint64_t{1} << cols) - 1);
+    for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_maskz_loadu_epi16(mask, src + i * lds) : _mm512_setzero_si512();
+  }
   transpose_16x16_epi32(v);
   for (std::size_t j = 0; j < count; ++j) _mm512_storeu_si512(dst + j * ldd, v[j]);
 }
@@ -1656,152 +1662,160 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 #if GRIFFIN_AMX_GEMM
 // The AMX bf16 gemm (amx.hpp), y [M, N] (+)= x [M, K] W^T + bias.
 //
-// [out, in] weights are the A tiles in place (16 weight rows of 32 k, one
-// cache line each), the activations the B tiles, packed per 16 tokens as
-// [K32 / 2][16] words of bf16 pairs (ab); the 16 x 16 sums (weight row x
-// token) go to y transposed (store_tile_8x16). [in, out] weights are the B
-// tiles, packed per panel and k block as [pairs][16 outputs] words (k, k + 1
-// of one output in a word); the activations, bf16 rows [M16, K32], are the A
-// tiles; the sums (token x output) go to y as they are. K32, M16: K and M
-// rounded up to 32 and 16, zeros past them.
+// The activations are the A tiles and the weights the B tiles, in either
+// layout, so that a tile of sums is [16 tokens][16 outputs] and goes to y a
+// full row of 16 outputs at a time. The activations are rounded to bf16
+// once per product, tile-major: token tile t (16 tokens), k step s (32 k)
+// is 16 rows of 32 bf16, one 1 KiB tile, at tiles + (t * steps + s) * 512;
+// its loads are contiguous. A panel of 32 outputs is packed per k block as
+// two B tiles a step, [steps][16 pairs][16 outputs] words (k, k + 1 of one
+// output in a word): from [out, in] rows by a 16 x 16 word transpose, from
+// [in, out] rows by interleaving two rows. Zeros past M, N and K.
 struct amx_activations {
-  const std::uint32_t* pairs = nullptr;  // out_in: token tile t at pairs + t * (K32 / 2) * 16
-  const std::uint16_t* rows = nullptr;   // in_out: token m at rows + m * K32
-  std::size_t K32 = 0;
+  const std::uint16_t* tiles = nullptr;
+  std::size_t steps = 0;  // K32 / 32
 };
 
-inline amx_activations amx_pack(matrix_view<const float> x, bool out_in, thread_pool* pool) {
-  struct rows_tag;
-  struct pairs_tag;
-  const std::size_t M = x.rows, K = x.cols, K32 = (K + 31) / 32 * 32, M16 = (M + 15) / 16 * 16, tiles = M16 / 16;
-  std::uint16_t* rows = thread_buffer<rows_tag, std::uint16_t>(M16 * K32);
-  std::uint32_t* pairs = out_in ? thread_buffer<pairs_tag, std::uint32_t>(M16 * K32 / 2) : nullptr;
-  const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, tiles);
+inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
+  struct tiles_tag;
+  const std::size_t M = x.rows, K = x.cols, S = (K + 31) / 32, T = (M + 15) / 16;
+  std::uint16_t* a = thread_buffer<tiles_tag, std::uint16_t>(T * S * 512);
+  const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, T);
+  // Each row's 32 k of a step as one 64-byte line, rounded as to_bf16 does
+  // (vcvtne2ps2bf16: nearest even); masked at the K edge, zero past M.
   parallel_run(pool, tasks, [&](std::size_t task) {
-    for (std::size_t t = tiles * task / tasks; t < tiles * (task + 1) / tasks; ++t) {
-      for (std::size_t m = 16 * t; m < 16 * t + 16; ++m) {
-        std::uint16_t* r = rows + m * K32;
-        if (m < M) {
-          to_bf16(x.row(m), r, K);
-          std::fill(r + K, r + K32, std::uint16_t{0});
-        } else {
-          std::fill(r, r + K32, std::uint16_t{0});
+    for (std::size_t t = T * task / tasks; t < T * (task + 1) / tasks; ++t)
+      for (std::size_t i = 0; i < 16; ++i) {
+        const std::size_t m = 16 * t + i;
+        const float* xr = m < M ? x.row(m) : nullptr;
+        for (std::size_t s = 0; s < S; ++s) {
+          __m512i v = _mm512_setzero_si512();
+          if (xr) {
+            const std::size_t kn = std::min<std::size_t>(32, K - 32 * s);
+            const __mmask16 lo = static_cast<__mmask16>(kn >= 16 ? 0xffffu : (1u << kn) - 1);
+            const __mmask16 hi = static_cast<__mmask16>(kn >= 32 ? 0xffffu : kn > 16 ? (1u << (kn - 16)) - 1 : 0u);
+            v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, xr + 32 * s + 16), _mm512_maskz_loadu_ps(lo, xr + 32 * s));
+          }
+          _mm512_store_si512(a + (t * S + s) * 512 + i * 32, v);
         }
       }
-      if (!out_in) continue;
-      // The tile's 16 rows as [K32 / 2][16] words: a 16 x 16 word transpose per 32 k.
-      std::uint32_t* out = pairs + t * (K32 / 2) * 16;
-      for (std::size_t k = 0; k < K32; k += 32)
-        transpose_pairs_16x16(rows + 16 * t * K32 + k, K32, 16, out + k / 2 * 16, 16, 16);
-    }
   });
-  return {pairs, rows, K32};
+  return {a, S};
+}
+
+// A panel's B tiles for one k block (the layout above): `outputs` (1 to 32)
+// outputs from np, tile j (outputs np + 16 j on) at out + j * steps * 256
+// words, step s at + s * 256; a second tile only where outputs > 16.
+inline void amx_pack_panel(weights_view<bfloat16> w, std::size_t np, std::size_t outputs, std::size_t k0, std::size_t steps,
+                           std::uint32_t* out) noexcept {
+  const std::size_t K = w.in;
+  const auto* wd = reinterpret_cast<const std::uint16_t*>(w.data);
+  if (w.layout == weight_layout::out_in) {
+    // Weight row n + i, k [k, k + 32): the i-th word of each of 16 pair rows.
+    for (std::size_t j = 0; 16 * j < outputs; ++j) {
+      const std::size_t n = np + 16 * j, valid = std::min<std::size_t>(16, outputs - 16 * j);
+      for (std::size_t s = 0; s < steps; ++s) {
+        const std::size_t k = k0 + 32 * s, kn = k < K ? std::min<std::size_t>(32, K - k) : 0;
+        const std::uint16_t* src = kn ? wd + n * w.stride + k : wd;  // nothing read past K
+        transpose_pairs_16x16(src, w.stride, kn ? valid : 0, out + (j * steps + s) * 256, 16, 16, kn);
+      }
+    }
+    return;
+  }
+  // Rows k and k + 1, one 64-byte load each, interleaved by word: word
+  // (pair q, output o) = W[k0 + 2q][n + o] | W[k0 + 2q + 1][n + o] << 16.
+  alignas(64) static constexpr std::int16_t lo_words[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                            8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static constexpr std::int16_t hi_words[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                            24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i lo_idx = _mm512_load_si512(lo_words), hi_idx = _mm512_load_si512(hi_words);
+  const __mmask32 mask = static_cast<__mmask32>((std::uint64_t{1} << outputs) - 1);
+  std::uint32_t* out1 = out + steps * 256;
+  for (std::size_t q = 0; q < steps * 16; ++q) {
+    const std::size_t k = k0 + 2 * q;
+    const __m512i r0 = k < K ? _mm512_maskz_loadu_epi16(mask, wd + k * w.stride + np) : _mm512_setzero_si512();
+    const __m512i r1 = k + 1 < K ? _mm512_maskz_loadu_epi16(mask, wd + (k + 1) * w.stride + np) : _mm512_setzero_si512();
+    _mm512_store_si512(out + q * 16, _mm512_permutex2var_epi16(r0, lo_idx, r1));
+    if (outputs > 16) _mm512_store_si512(out1 + q * 16, _mm512_permutex2var_epi16(r0, hi_idx, r1));
+  }
+}
+
+// The weights the panel after (np, k step s0) reads, for amx_prefetch: the
+// next 32 outputs of [n0, n1) in this k block, else the first of the next k
+// block, else those of the first k block (the next token block's).
+inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std::size_t n1, std::size_t np, std::size_t s0,
+                                   std::size_t S) noexcept {
+  std::size_t n = np + 32, s = s0;
+  if (n >= n1) {
+    n = n0;
+    s = s0 + amx_kc / 32 < S ? s0 + amx_kc / 32 : 0;
+  }
+  const std::size_t k = 32 * s, kn = std::min(amx_kc, w.in - std::min(w.in, k)), outputs = std::min<std::size_t>(32, n1 - n);
+  amx_prefetch p;
+  p.stride = 2 * w.stride;
+  if (w.layout == weight_layout::out_in) {  // rows: outputs, k block along each
+    p.row = reinterpret_cast<const char*>(w.data + n * w.stride + k);
+    p.per_row = (2 * kn + 63) / 64;
+    p.left = outputs * p.per_row;
+  } else {  // rows: the k block, outputs along each
+    p.row = reinterpret_cast<const char*>(w.data + k * w.stride + n);
+    p.per_row = (2 * outputs + 63) / 64;
+    p.left = kn * p.per_row;
+  }
+  return p;
 }
 
 // Output channels [n0, n1) of the AMX gemm, n0 a multiple of 32 and n1 - n0
 // at most amx_nc (amx_channels cuts a thread's share into such pieces):
-// cache blocks of amx_mc tokens x amx_kc k, and in them panels of 32 weight
-// rows against pairs of 16-token tiles. Sums of all but the last k block
-// wait in cbuf.
+// cache blocks of amx_mc tokens x amx_kc k; in each, a panel of 32 outputs
+// is packed once and passed by every pair of token tiles. Sums of all but
+// the last k block wait in cbuf.
 template <class Tiles>
 inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
                       std::size_t n0, std::size_t n1, bool accumulate) {
   struct c_tag;
   struct panel_tag;
-  const std::size_t K = w.in, K32 = act.K32, M16 = (M + 15) / 16 * 16;
-  const bool out_in = w.layout == weight_layout::out_in;
+  const std::size_t S = act.steps, M16 = (M + 15) / 16 * 16;
   const std::size_t pairs_max = (std::min(amx_mc, M16) + 31) / 32;  // token tile pairs a block
   float* cbuf = thread_buffer<c_tag, float>(amx_nc / 32 * pairs_max * 1024);
-  // A panel of 32 rows: out_in, a zero-padded copy where the rows or k run
-  // out; in_out, its two B tiles' words for one k block.
-  char* panel = reinterpret_cast<char*>(thread_buffer<panel_tag, std::uint32_t>(32 * amx_kc / 2));
+  std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(2 * (amx_kc / 32) * 256);
   alignas(64) float tile[4 * 256];
-  const auto* wd = reinterpret_cast<const std::uint16_t*>(w.data);
   for (std::size_t mc0 = 0; mc0 < M16; mc0 += amx_mc) {
-    const std::size_t mc = std::min(amx_mc, M16 - mc0);
-    for (std::size_t k0 = 0; k0 < K32; k0 += amx_kc) {
-      const std::size_t kc = std::min(amx_kc, K32 - k0), steps = kc / 32;
-      const bool first = k0 == 0, last = k0 + kc == K32;
+    const std::size_t mc = std::min(amx_mc, M16 - mc0), pairs = (mc + 31) / 32;
+    for (std::size_t s0 = 0; s0 < S; s0 += amx_kc / 32) {
+      const std::size_t steps = std::min(amx_kc / 32, S - s0);
+      const bool first = s0 == 0, last = s0 + steps == S;
       for (std::size_t np = n0; np < n1; np += 32) {
-        const std::size_t rows = std::min<std::size_t>(32, n1 - np), ra_w = (rows + 15) / 16;
-        const char* wa[2];
-        std::size_t lda = 0;
-        if (out_in) {
-          if (rows % 16 == 0 && k0 + kc <= K) {  // in place
-            wa[0] = reinterpret_cast<const char*>(wd + np * w.stride + k0);
-            wa[1] = rows == 32 ? reinterpret_cast<const char*>(wd + (np + 16) * w.stride + k0) : wa[0];
-            lda = 2 * w.stride;
-          }
-          if (lda == 0) {  // copied: rows [np, np + rows), k [k0, min(K, k0 + kc)), zero around
-            auto* p = reinterpret_cast<std::uint16_t*>(panel);
-            const std::size_t kn = K > k0 ? std::min(kc, K - k0) : 0;
-            for (std::size_t i = 0; i < 16 * ra_w; ++i) {
-              std::uint16_t* r = p + i * kc;
-              if (i < rows) std::memcpy(r, wd + (np + i) * w.stride + k0, 2 * kn);
-              std::fill(r + (i < rows ? kn : 0), r + kc, std::uint16_t{0});
-            }
-            wa[0] = panel;
-            wa[1] = ra_w == 2 ? panel + 32 * kc : panel;
-            lda = 2 * kc;
-          }
-        } else {  // B tiles: word (pair q, output o) = W[k0 + 2q][n] | W[k0 + 2q + 1][n] << 16
-          auto* p = reinterpret_cast<std::uint32_t*>(panel);
-          for (std::size_t j = 0; j < ra_w; ++j) {
-            const std::size_t n = np + 16 * j, valid = n < n1 ? std::min<std::size_t>(16, n1 - n) : 0;
-            const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-            std::uint32_t* out = p + j * (kc / 2) * 16;
-            for (std::size_t q = 0; q < kc / 2; ++q) {
-              const std::size_t k = k0 + 2 * q;
-              const __m256i lo = k < K ? _mm256_maskz_loadu_epi16(mask, wd + k * w.stride + n) : _mm256_setzero_si256();
-              const __m256i hi = k + 1 < K ? _mm256_maskz_loadu_epi16(mask, wd + (k + 1) * w.stride + n) : _mm256_setzero_si256();
-              _mm512_store_si512(out + q * 16, _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16)));
-            }
-          }
-          wa[0] = panel;
-          wa[1] = ra_w == 2 ? panel + (kc / 2) * 16 * 4 : panel;
-        }
+        const std::size_t rb = std::min<std::size_t>(32, n1 - np) > 16 ? 2 : 1;  // output tiles
+        amx_pack_panel(w, np, std::min<std::size_t>(32, n1 - np), 32 * s0, steps, panel);
+        amx_prefetch next = amx_next_panel(w, n0, n1, np, s0, S);
+        next.per_step = (next.left + pairs * steps - 1) / (pairs * steps);
+        const char* b[2] = {reinterpret_cast<const char*>(panel), reinterpret_cast<const char*>(panel + (rb - 1) * steps * 256)};
         for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
-          const std::size_t rb_t = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles here
+          const std::size_t ra = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles
+          const std::uint16_t* a0 = act.tiles + ((mt / 16) * S + s0) * 512;
+          const char* a[2] = {reinterpret_cast<const char*>(a0), reinterpret_cast<const char*>(a0 + (ra - 1) * S * 512)};
           float* c = cbuf + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * 1024;
-          float* out = last ? tile : c;
-          if (!first && last) std::memcpy(tile, c, sizeof tile);
-          if (out_in) {  // A: weight rows, B: token tiles
-            const std::uint32_t* b0 = act.pairs + (mt / 16) * (K32 / 2) * 16 + k0 / 2 * 16;
-            const char* b[2] = {reinterpret_cast<const char*>(b0), reinterpret_cast<const char*>(rb_t == 2 ? b0 + (K32 / 2) * 16 : b0)};
-            amx_dispatch(ra_w, rb_t, [&](auto ra, auto rb) { Tiles::template tiles<ra, rb>(wa, lda, 64, b, steps, out, !first); });
-          } else {  // A: token rows, B: weight tiles
-            const std::uint16_t* a0 = act.rows + mt * K32 + k0;
-            const char* a[2] = {reinterpret_cast<const char*>(a0), reinterpret_cast<const char*>(rb_t == 2 ? a0 + 16 * K32 : a0)};
-            amx_dispatch(rb_t, ra_w, [&](auto ra, auto rb) { Tiles::template tiles<ra, rb>(a, 2 * K32, 64, wa, steps, out, !first); });
-          }
+          amx_dispatch(ra, rb, [&](auto ra_c, auto rb_c) {
+            Tiles::template tiles<ra_c, rb_c>(a, 64, 1024, b, steps, first ? nullptr : c, last ? tile : c, next);
+          });
           if (!last) continue;
-          for (std::size_t ti = 0; ti < rb_t; ++ti) {
+          // Tile (ti, wj): [16 tokens][16 outputs] at tile + (ti * rb + wj) * 256.
+          for (std::size_t ti = 0; ti < ra; ++ti) {
             const std::size_t m = mt + 16 * ti;
             if (m >= M) break;
             const std::size_t tokens = std::min<std::size_t>(16, M - m);
-            for (std::size_t wi = 0; wi < ra_w; ++wi) {
-              const std::size_t n = np + 16 * wi, valid = std::min<std::size_t>(16, n1 - n);
-              if (out_in) {  // tile (wi, ti): [16 rows][16 tokens]
-                const float* t = tile + (wi * rb_t + ti) * 256;
-                for (std::size_t h = 0; h < valid; h += 8) {
-                  if (valid - h >= 8) {
-                    store_tile_8x16(t + h * 16, 16, tokens, nullptr, nullptr, bias ? bias + n + h : nullptr, y, m, n + h, accumulate);
-                  } else {
-                    for (std::size_t tk = 0; tk < tokens; ++tk)
-                      for (std::size_t i = h; i < valid; ++i) store_output(t[i * 16 + tk], nullptr, bias, n + i, y.row(m + tk)[n + i], accumulate);
-                  }
-                }
-              } else {  // tile (ti, wi): [16 tokens][16 outputs]
-                const float* t = tile + (ti * ra_w + wi) * 256;
-                const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-                const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
-                for (std::size_t tk = 0; tk < tokens; ++tk) {
-                  float* o = y.row(m + tk) + n;
-                  __m512 v = _mm512_load_ps(t + tk * 16);
-                  if (bias) v = _mm512_add_ps(v, bv);
-                  if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), v);
-                  _mm512_mask_storeu_ps(o, mask, v);
-                }
+            for (std::size_t wj = 0; wj < rb; ++wj) {
+              const std::size_t n = np + 16 * wj, valid = std::min<std::size_t>(16, n1 - n);
+              const float* t = tile + (ti * rb + wj) * 256;
+              const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+              const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
+              for (std::size_t tk = 0; tk < tokens; ++tk) {
+                float* o = y.row(m + tk) + n;
+                __m512 v = _mm512_load_ps(t + tk * 16);
+                if (bias) v = _mm512_add_ps(v, bv);
+                if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), v);
+                _mm512_mask_storeu_ps(o, mask, v);
               }
             }
           }
@@ -1827,7 +1841,7 @@ inline void amx_channels(const amx_activations& act, std::size_t M, weights_view
 template <class Tiles>
 inline void amx_matmul(matrix_view<const float> x, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
                        bool accumulate, thread_pool* pool) {
-  const amx_activations act = amx_pack(x, w.layout == weight_layout::out_in, pool);
+  const amx_activations act = amx_pack(x, pool);
   const auto channels = [&](std::size_t n0, std::size_t n1) { amx_channels<Tiles>(act, x.rows, w, bias, y, n0, n1, accumulate); };
   if (pool && pool->size() > 1) pool->run_shares(w.out, 32, amx_nc / 32, channels);
   else channels(0, w.out);
