@@ -35,7 +35,9 @@ griffin::aligned_vector<T> weights_of(std::size_t n) {
 // streamed per second (the decode roofline's measure) and FLOP/s.
 // misalign: the weights start that many bytes past a cache line, as a tensor
 // memory-mapped from a safetensors file usually does.
-template <class T, std::size_t misalign = 0>
+// in_out: the weights stored [in, out] (K x N), as the checkpoints store the
+// MLP's ffw_up (gate and up), used in place.
+template <class T, std::size_t misalign = 0, bool in_out = false>
 void bm_matmul(benchmark::State& state) {
   const auto M = static_cast<std::size_t>(state.range(0)), N = static_cast<std::size_t>(state.range(1)),
              K = static_cast<std::size_t>(state.range(2)), threads = static_cast<std::size_t>(state.range(3));
@@ -43,7 +45,9 @@ void bm_matmul(benchmark::State& state) {
   const auto w = weights_of<T>(N * K + misalign);
   griffin::aligned_vector<float> y(M * N);
   griffin::thread_pool pool(threads);
-  const auto wv = griffin::kernels::out_in(w.data() + misalign / sizeof(T), N, K, std::is_same_v<T, std::int8_t> ? scale.data() : nullptr);
+  const float* sv = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
+  const auto wv = in_out ? griffin::kernels::in_out(w.data() + misalign / sizeof(T), N, K, sv)
+                         : griffin::kernels::out_in(w.data() + misalign / sizeof(T), N, K, sv);
   for (auto _ : state) {
     griffin::kernels::matmul({x.data(), M, K, K}, wv, b.data(), griffin::kernels::dense(y.data(), M, N), false, &pool);
     benchmark::DoNotOptimize(y.data());
@@ -79,6 +83,16 @@ void batch_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(bm_matmul<griffin::bfloat16>)->Name("bm_matmul_batch<bfloat16>")->Apply(batch_args);
 BENCHMARK(bm_matmul<std::int8_t>)->Name("bm_matmul_batch<int8_t>")->Apply(batch_args);
 BENCHMARK(bm_matmul<float>)->Name("bm_matmul_batch<float>")->Apply(batch_args);
+// [in, out] weights (the MLP's gate and up): a decode step and a 512-token prefill chunk.
+void in_out_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (long threads : {1, 2})
+    for (long M : {1, 512}) b->Args({M, 7680, 2560, threads});
+  b->UseRealTime();
+}
+BENCHMARK(bm_matmul<float, 0, true>)->Name("bm_matmul_in_out<float>")->Apply(in_out_args);
+BENCHMARK(bm_matmul<griffin::bfloat16, 0, true>)->Name("bm_matmul_in_out<bfloat16>")->Apply(in_out_args);
+BENCHMARK(bm_matmul<std::int8_t, 0, true>)->Name("bm_matmul_in_out<int8_t>")->Apply(in_out_args);
 // The same from memory: a matrix far larger than the last-level cache (the
 // 7680 x 2560 one may stay there between iterations), as a model's weights
 // are each step; few tokens per weight make the stream, not FLOPs, the limit.

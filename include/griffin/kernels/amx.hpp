@@ -111,6 +111,17 @@ namespace detail {
 #ifndef GRIFFIN_AMX_NC
 #define GRIFFIN_AMX_NC 256
 #endif
+// Up to amx_whole_k_rows tokens (a short prompt, a batch of decode rows) a
+// panel spans the whole of K: each weight row is then one sequential read
+// the hardware prefetchers follow, and the sums stay in the tiles. With the
+// weights from memory (7680 x 2560, 2 threads) that ran 16 tokens at
+// 330-360 GFLOP/s against 250-300 in k blocks with the software prefetch,
+// 128 at ~1500 against ~1250; the earlier in-place gemm (weights as A tiles
+// at their row stride, no packing) ran 16 tokens at ~430 and 32 at 620-740.
+#ifndef GRIFFIN_AMX_WHOLE_K_ROWS
+#define GRIFFIN_AMX_WHOLE_K_ROWS 128
+#endif
+inline constexpr std::size_t amx_whole_k_rows = GRIFFIN_AMX_WHOLE_K_ROWS;
 inline constexpr std::size_t amx_mc = GRIFFIN_AMX_MC;
 inline constexpr std::size_t amx_kc = GRIFFIN_AMX_KC;
 inline constexpr std::size_t amx_nc = GRIFFIN_AMX_NC;

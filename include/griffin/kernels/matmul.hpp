@@ -1685,10 +1685,10 @@ inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
   // (vcvtne2ps2bf16: nearest even); masked at the K edge, zero past M.
   parallel_run(pool, tasks, [&](std::size_t task) {
     for (std::size_t t = T * task / tasks; t < T * (task + 1) / tasks; ++t)
-      for (std::size_t i = 0; i < 16; ++i) {
-        const std::size_t m = 16 * t + i;
-        const float* xr = m < M ? x.row(m) : nullptr;
-        for (std::size_t s = 0; s < S; ++s) {
+      for (std::size_t s = 0; s < S; ++s)
+        for (std::size_t i = 0; i < 16; ++i) {  // the tile's lines in order
+          const std::size_t m = 16 * t + i;
+          const float* xr = m < M ? x.row(m) : nullptr;
           __m512i v = _mm512_setzero_si512();
           if (xr) {
             const std::size_t kn = std::min<std::size_t>(32, K - 32 * s);
@@ -1698,7 +1698,6 @@ inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
           }
           _mm512_store_si512(a + (t * S + s) * 512 + i * 32, v);
         }
-      }
   });
   return {a, S};
 }
@@ -1744,13 +1743,13 @@ inline void amx_pack_panel(weights_view<bfloat16> w, std::size_t np, std::size_t
 // next 32 outputs of [n0, n1) in this k block, else the first of the next k
 // block, else those of the first k block (the next token block's).
 inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std::size_t n1, std::size_t np, std::size_t s0,
-                                   std::size_t S) noexcept {
+                                   std::size_t kc_steps, std::size_t S) noexcept {
   std::size_t n = np + 32, s = s0;
   if (n >= n1) {
     n = n0;
-    s = s0 + amx_kc / 32 < S ? s0 + amx_kc / 32 : 0;
+    s = s0 + kc_steps < S ? s0 + kc_steps : 0;
   }
-  const std::size_t k = 32 * s, kn = std::min(amx_kc, w.in - std::min(w.in, k)), outputs = std::min<std::size_t>(32, n1 - n);
+  const std::size_t k = 32 * s, kn = std::min(32 * kc_steps, w.in - std::min(w.in, k)), outputs = std::min<std::size_t>(32, n1 - n);
   amx_prefetch p;
   p.stride = 2 * w.stride;
   if (w.layout == weight_layout::out_in) {  // rows: outputs, k block along each
@@ -1767,9 +1766,10 @@ inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std
 
 // Output channels [n0, n1) of the AMX gemm, n0 a multiple of 32 and n1 - n0
 // at most amx_nc (amx_channels cuts a thread's share into such pieces):
-// cache blocks of amx_mc tokens x amx_kc k; in each, a panel of 32 outputs
-// is packed once and passed by every pair of token tiles. Sums of all but
-// the last k block wait in cbuf.
+// cache blocks of amx_mc tokens x amx_kc k (the whole of K for up to
+// amx_whole_k_rows tokens); in each, a panel of 32 outputs is packed once
+// and passed by every pair of token tiles. Sums of all but the last k block
+// wait in cbuf.
 template <class Tiles>
 inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
                       std::size_t n0, std::size_t n1, bool accumulate) {
@@ -1778,17 +1778,20 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
   const std::size_t S = act.steps, M16 = (M + 15) / 16 * 16;
   const std::size_t pairs_max = (std::min(amx_mc, M16) + 31) / 32;  // token tile pairs a block
   float* cbuf = thread_buffer<c_tag, float>(amx_nc / 32 * pairs_max * 1024);
-  std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(2 * (amx_kc / 32) * 256);
+  const std::size_t kc_steps = M16 <= amx_whole_k_rows ? S : amx_kc / 32;
+  std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(2 * kc_steps * 256);
   alignas(64) float tile[4 * 256];
   for (std::size_t mc0 = 0; mc0 < M16; mc0 += amx_mc) {
     const std::size_t mc = std::min(amx_mc, M16 - mc0), pairs = (mc + 31) / 32;
-    for (std::size_t s0 = 0; s0 < S; s0 += amx_kc / 32) {
-      const std::size_t steps = std::min(amx_kc / 32, S - s0);
+    for (std::size_t s0 = 0; s0 < S; s0 += kc_steps) {
+      const std::size_t steps = std::min(kc_steps, S - s0);
       const bool first = s0 == 0, last = s0 + steps == S;
       for (std::size_t np = n0; np < n1; np += 32) {
         const std::size_t rb = std::min<std::size_t>(32, n1 - np) > 16 ? 2 : 1;  // output tiles
         amx_pack_panel(w, np, std::min<std::size_t>(32, n1 - np), 32 * s0, steps, panel);
-        amx_prefetch next = amx_next_panel(w, n0, n1, np, s0, S);
+        // Whole rows of k are sequential reads the hardware prefetchers
+        // follow; the prefetch is for k blocks (see amx_prefetch).
+        amx_prefetch next = kc_steps < S ? amx_next_panel(w, n0, n1, np, s0, kc_steps, S) : amx_prefetch{};
         next.per_step = (next.left + pairs * steps - 1) / (pairs * steps);
         const char* b[2] = {reinterpret_cast<const char*>(panel), reinterpret_cast<const char*>(panel + (rb - 1) * steps * 256)};
         for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
