@@ -451,6 +451,83 @@ TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar referenc
 #endif
 }
 
+#if GRIFFIN_AMX_GEMM
+// The MLP's gated product in one AMX pass (`run`: x, gate, gate bias, up, up
+// bias, y, pool) against the two products and the GELU x up transform done
+// apart (`apart`: x, w, bias, y, pool for each product): the same sums, so
+// the same bits wherever the transform takes its vector path (every element
+// but the last M N % 16), and the scalar functor's rounding on those. Edges
+// as check_amx_gemm: K short of a step and past a k block, tokens past a
+// tile, the whole-K limit and a token block, outputs past a tile, a panel and
+// a piece; both layouts; with and without biases; one thread and two.
+template <class Run, class Apart>
+void check_amx_gated(Run&& run, Apart&& apart) {
+  using kernels::detail::amx_kc;
+  using kernels::detail::amx_mc;
+  using kernels::detail::amx_nc;
+  rng r(17);
+  thread_pool two(2);
+  std::size_t runs = 0;
+  for (std::size_t K : {std::size_t{31}, std::size_t{64}, amx_kc + 33})
+    for (std::size_t M : {std::size_t{16}, std::size_t{17}, std::size_t{150}, amx_mc + 19})
+      for (std::size_t N : {std::size_t{16}, std::size_t{17}, std::size_t{40}, amx_nc + 48}) {
+        if (M * N * K > 8'000'000) continue;
+        const bool out_in = (K + M + N) % 2 == 0, biased = (M + N) % 3 != 0;
+        CAPTURE(K);
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(out_in);
+        const auto x = r.floats(M * K), bg = r.floats(N), bu = r.floats(N);
+        const auto wg = stored_as<bfloat16>(r.floats(N * K)), wu = stored_as<bfloat16>(r.floats(N * K));
+        const auto view = [&](const std::vector<bfloat16>& w) {
+          return out_in ? kernels::out_in(w.data(), N, K) : kernels::in_out(w.data(), N, K);
+        };
+        const kernels::matrix_view<const float> xv{x.data(), M, K, K};
+        thread_pool* pool = K % 2 ? nullptr : &two;
+        std::vector<float> fused(M * N, -1.0f), gate(M * N), up(M * N);
+        run(xv, view(wg), biased ? bg.data() : nullptr, view(wu), biased ? bu.data() : nullptr, kernels::dense(fused.data(), M, N), pool);
+        apart(xv, view(wg), biased ? bg.data() : nullptr, kernels::dense(gate.data(), M, N), pool);
+        apart(xv, view(wu), biased ? bu.data() : nullptr, kernels::dense(up.data(), M, N), pool);
+        kernels::transform<default_arch>(pool, gate.data(), up.data(), gate.data(), M * N,
+                                         [](auto g, auto u) { return kernels::gelu_tanh_fn{}(g) * u; });
+        const std::size_t vector_end = M * N - M * N % kernels::lanes<default_arch>;
+        CHECK(std::memcmp(fused.data(), gate.data(), vector_end * sizeof(float)) == 0);
+        CHECK(max_abs_diff(std::span<const float>(fused).subspan(vector_end), std::span<const float>(gate).subspan(vector_end)) <= 1e-5f);
+        ++runs;
+      }
+  CHECK(runs > 30);
+}
+
+TEST_CASE("the MLP's gated product in one AMX pass gives the two products' GELU x up") {
+  using tiles = kernels::detail::amx_emulated_tiles;
+  check_amx_gated(
+      [](auto x, auto wg, const float* bg, auto wu, const float* bu, auto y, thread_pool* pool) {
+        kernels::detail::amx_matmul_gated<tiles>(x, wg, bg, wu, bu, y, pool);
+      },
+      [](auto x, auto w, const float* b, auto y, thread_pool* pool) { kernels::detail::amx_matmul<tiles>(x, w, b, y, false, pool); });
+  // On the CPU's tiles, through the public entry point, where it serves.
+  const bool was = kernels::amx_enabled();
+  if (kernels::set_amx_enabled(true)) {
+    check_amx_gated(
+        [](auto x, auto wg, const float* bg, auto wu, const float* bu, auto y, thread_pool* pool) {
+          CHECK(kernels::matmul_gated(x, wg, bg, wu, bu, y, pool));
+        },
+        [](auto x, auto w, const float* b, auto y, thread_pool* pool) { kernels::matmul(x, w, b, y, false, pool); });
+  }
+  // Where no kernel serves it, it says so and writes nothing.
+  kernels::set_amx_enabled(false);
+  const std::vector<float> x(32 * 8, 1.0f), w(8 * 8, 1.0f);
+  const auto wb = stored_as<bfloat16>(w);
+  std::vector<float> y(32 * 8, 7.0f);
+  CHECK_FALSE(kernels::matmul_gated({x.data(), 32, 8, 8}, kernels::out_in(wb.data(), 8, 8), nullptr, kernels::out_in(wb.data(), 8, 8),
+                                    nullptr, kernels::dense(y.data(), 32, 8)));
+  CHECK_FALSE(kernels::matmul_gated({x.data(), 32, 8, 8}, kernels::out_in(w.data(), 8, 8), nullptr, kernels::out_in(w.data(), 8, 8),
+                                    nullptr, kernels::dense(y.data(), 32, 8)));
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.0f; }));
+  kernels::set_amx_enabled(was);
+}
+#endif
+
 // The gemv rows' prefetch distances are a per-CPU setting a program may
 // change: set_gemv_prefetch returns the previous ones and takes effect on the
 // next call, and no setting changes a result (bf16 and int8 rows at batch

@@ -131,6 +131,8 @@ template <>
 inline constexpr dtype dtype_of<bfloat16> = dtype::bf16;
 template <>
 inline constexpr dtype dtype_of<float16> = dtype::f16;
+template <>
+inline constexpr dtype dtype_of<std::int8_t> = dtype::i8;
 
 /// float -> IEEE binary16 bits, rounding to nearest even; overflow gives infinity, NaN stays NaN.
 constexpr std::uint16_t float_to_f16(float f) noexcept {

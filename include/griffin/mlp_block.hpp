@@ -4,7 +4,9 @@
 //   y   = ffw_down(gelu_tanh(out[0]) * out[1])
 // ffw_up is stored [2, D, F] (in x out): `gate` is half 0 (through the GELU),
 // `up` half 1 (the linear branch), the names transformers uses (where each is
-// stored [F, D]). Either is used in place.
+// stored [F, D]). Either is used in place. Where a kernel computes both
+// halves and the GELU x up in one pass (bf16 on AMX: kernels::matmul_gated)
+// the two products are never written out.
 #pragma once
 
 #include <array>
@@ -45,13 +47,26 @@ struct mlp_block {
                       thread_pool* pool = nullptr) {
     detail::scratch_frame frame(s);
     const std::size_t F = w.gate.out();
-    float* gate = s.take(rows * F);  // [rows, F]
-    float* up = s.take(rows * F);    // [rows, F]
-    w.gate.forward(x, gate, rows, pool);
-    w.up.forward(x, up, rows, pool);
-    kernels::transform<default_arch>(pool, gate, up, gate, rows * F,
-                                     [](auto g, auto u) { return kernels::gelu_tanh_fn{}(g) * u; });
+    float* gate = s.take(rows * F);  // [rows, F], then gelu(gate) * up
+    if (!gated(w, x, gate, rows, pool)) {
+      float* up = s.take(rows * F);  // [rows, F]
+      w.gate.forward(x, gate, rows, pool);
+      w.up.forward(x, up, rows, pool);
+      kernels::transform<default_arch>(pool, gate, up, gate, rows * F,
+                                       [](auto g, auto u) { return kernels::gelu_tanh_fn{}(g) * u; });
+    }
     w.down.forward(gate, y, rows, pool, /*accumulate=*/true);
+  }
+
+ private:
+  // gelu(x gate + b) * (x up + b) in one pass where kernels::matmul_gated
+  // serves the stored type (bf16 on AMX); false where it does not.
+  static bool gated(const weights& w, const float* x, float* out, std::size_t rows, thread_pool* pool) {
+    if (w.gate.weight.type() != dtype::bf16 || w.up.weight.type() != dtype::bf16) return false;
+    const std::size_t D = w.gate.in(), F = w.gate.out();
+    return kernels::matmul_gated<default_arch>({x, rows, D, D}, w.gate.weight.view<bfloat16>(),
+                                               w.gate.bias.empty() ? nullptr : w.gate.bias.data(), w.up.weight.view<bfloat16>(),
+                                               w.up.bias.empty() ? nullptr : w.up.bias.data(), kernels::dense(out, rows, F), pool);
   }
 };
 

@@ -163,6 +163,15 @@ class weight_matrix {
     }
   }
 
+  /// The matrix as the kernels take it, its elements read as T: T must be
+  /// the stored type (bfloat16 for BF16, and so on).
+  template <kernels::WeightElement T>
+  [[nodiscard]] kernels::weights_view<T> view() const noexcept {
+    assert(type_ == dtype_of<T>);
+    const auto* w = reinterpret_cast<const T*>(data_);
+    return layout_ == weight_layout::out_in ? kernels::out_in(w, out_, in_, scale_) : kernels::in_out(w, out_, in_, scale_);
+  }
+
   /// Stored row r of an out_in matrix (e.g. one token's embedding) as floats.
   void row_to_float(std::size_t r, float* out) const {
     assert(layout_ == weight_layout::out_in && r < out_);
@@ -178,12 +187,9 @@ class weight_matrix {
   template <class Arch, class T>
   void apply_as(const float* x, std::size_t ldx, const float* bias, float* y, std::size_t ldy, std::size_t M,
                 bool accumulate, thread_pool* pool) const {
-    const auto* w = reinterpret_cast<const T*>(data_);
     const kernels::matrix_view<const float> xv{x, M, in_, ldx};
     const kernels::matrix_view<float> yv{y, M, out_, ldy};
-    const kernels::weights_view<T> wv = layout_ == weight_layout::out_in ? kernels::out_in(w, out_, in_, scale_)
-                                                                         : kernels::in_out(w, out_, in_, scale_);
-    kernels::matmul<Arch>(xv, wv, bias, yv, accumulate, pool);
+    kernels::matmul<Arch>(xv, view<T>(), bias, yv, accumulate, pool);
   }
 
   dtype type_ = dtype::f32;

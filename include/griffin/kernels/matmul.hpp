@@ -1764,23 +1764,35 @@ inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std
   return p;
 }
 
+// The MLP's second product when the AMX gemm runs its gated form
+// (amx_matmul_gated): the up half, whose sums meet the gate's in the store.
+struct amx_up_half {
+  weights_view<bfloat16> w;
+  const float* bias = nullptr;
+};
+
 // Output channels [n0, n1) of the AMX gemm, n0 a multiple of 32 and n1 - n0
 // at most amx_nc (amx_channels cuts a thread's share into such pieces):
 // cache blocks of amx_mc tokens x amx_kc k (the whole of K for up to
 // amx_whole_k_rows tokens); in each, a panel of 32 outputs is packed once
 // and passed by every pair of token tiles. Sums of all but the last k block
-// wait in cbuf.
-template <class Tiles>
+// wait in cbuf. With `up`, each pair of token tiles also passes the up
+// half's panel of the same outputs, and the store writes
+// Gelu(gate sums + bias) x (up sums + up bias), Gelu = gelu_tanh_fn on
+// batches of Arch (16 lanes).
+template <class Tiles, class Arch = default_arch>
 inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
-                      std::size_t n0, std::size_t n1, bool accumulate) {
+                      std::size_t n0, std::size_t n1, bool accumulate, const amx_up_half* up = nullptr) {
   struct c_tag;
   struct panel_tag;
-  const std::size_t S = act.steps, M16 = (M + 15) / 16 * 16;
+  const std::size_t S = act.steps, M16 = (M + 15) / 16 * 16, halves = up ? 2 : 1;
   const std::size_t pairs_max = (std::min(amx_mc, M16) + 31) / 32;  // token tile pairs a block
-  float* cbuf = thread_buffer<c_tag, float>(amx_nc / 32 * pairs_max * 1024);
   const std::size_t kc_steps = M16 <= amx_whole_k_rows ? S : amx_kc / 32;
-  std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(2 * kc_steps * 256);
-  alignas(64) float tile[4 * 256];
+  const std::size_t c_size = amx_nc / 32 * pairs_max * 1024, panel_size = 2 * kc_steps * 256;
+  float* cbuf = thread_buffer<c_tag, float>(halves * c_size);
+  std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(halves * panel_size);
+  alignas(64) float tile[2][4 * 256];
+  const weights_view<bfloat16> ws[2] = {w, up ? up->w : w};
   for (std::size_t mc0 = 0; mc0 < M16; mc0 += amx_mc) {
     const std::size_t mc = std::min(amx_mc, M16 - mc0), pairs = (mc + 31) / 32;
     for (std::size_t s0 = 0; s0 < S; s0 += kc_steps) {
@@ -1788,20 +1800,28 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
       const bool first = s0 == 0, last = s0 + steps == S;
       for (std::size_t np = n0; np < n1; np += 32) {
         const std::size_t rb = std::min<std::size_t>(32, n1 - np) > 16 ? 2 : 1;  // output tiles
-        amx_pack_panel(w, np, std::min<std::size_t>(32, n1 - np), 32 * s0, steps, panel);
-        // Whole rows of k are sequential reads the hardware prefetchers
-        // follow; the prefetch is for k blocks (see amx_prefetch).
-        amx_prefetch next = kc_steps < S ? amx_next_panel(w, n0, n1, np, s0, kc_steps, S) : amx_prefetch{};
-        next.per_step = (next.left + pairs * steps - 1) / (pairs * steps);
-        const char* b[2] = {reinterpret_cast<const char*>(panel), reinterpret_cast<const char*>(panel + (rb - 1) * steps * 256)};
+        const char* b[2][2];
+        amx_prefetch next[2];
+        for (std::size_t h = 0; h < halves; ++h) {
+          std::uint32_t* p = panel + h * panel_size;
+          amx_pack_panel(ws[h], np, std::min<std::size_t>(32, n1 - np), 32 * s0, steps, p);
+          b[h][0] = reinterpret_cast<const char*>(p);
+          b[h][1] = reinterpret_cast<const char*>(p + (rb - 1) * steps * 256);
+          // Whole rows of k are sequential reads the hardware prefetchers
+          // follow; the prefetch is for k blocks (see amx_prefetch).
+          if (kc_steps < S) next[h] = amx_next_panel(ws[h], n0, n1, np, s0, kc_steps, S);
+          next[h].per_step = (next[h].left + pairs * steps - 1) / (pairs * steps);
+        }
         for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
           const std::size_t ra = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles
           const std::uint16_t* a0 = act.tiles + ((mt / 16) * S + s0) * 512;
           const char* a[2] = {reinterpret_cast<const char*>(a0), reinterpret_cast<const char*>(a0 + (ra - 1) * S * 512)};
-          float* c = cbuf + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * 1024;
-          amx_dispatch(ra, rb, [&](auto ra_c, auto rb_c) {
-            Tiles::template tiles<ra_c, rb_c>(a, 64, 1024, b, steps, first ? nullptr : c, last ? tile : c, next);
-          });
+          for (std::size_t h = 0; h < halves; ++h) {
+            float* c = cbuf + h * c_size + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * 1024;
+            amx_dispatch(ra, rb, [&](auto ra_c, auto rb_c) {
+              Tiles::template tiles<ra_c, rb_c>(a, 64, 1024, b[h], steps, first ? nullptr : c, last ? tile[h] : c, next[h]);
+            });
+          }
           if (!last) continue;
           // Tile (ti, wj): [16 tokens][16 outputs] at tile + (ti * rb + wj) * 256.
           for (std::size_t ti = 0; ti < ra; ++ti) {
@@ -1810,9 +1830,22 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
             const std::size_t tokens = std::min<std::size_t>(16, M - m);
             for (std::size_t wj = 0; wj < rb; ++wj) {
               const std::size_t n = np + 16 * wj, valid = std::min<std::size_t>(16, n1 - n);
-              const float* t = tile + (ti * rb + wj) * 256;
+              const float* t = tile[0] + (ti * rb + wj) * 256;
               const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
               const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
+              if (up) {
+                static_assert(lanes<Arch> == 16, "the gated store takes 16-lane batches");
+                const float* tu = tile[1] + (ti * rb + wj) * 256;
+                const __m512 buv = up->bias ? _mm512_maskz_loadu_ps(mask, up->bias + n) : _mm512_setzero_ps();
+                for (std::size_t tk = 0; tk < tokens; ++tk) {
+                  __m512 g = _mm512_load_ps(t + tk * 16), u = _mm512_load_ps(tu + tk * 16);
+                  if (bias) g = _mm512_add_ps(g, bv);
+                  if (up->bias) u = _mm512_add_ps(u, buv);
+                  const batch<Arch> v = gelu_tanh_fn{}(batch<Arch>(g)) * batch<Arch>(u);
+                  _mm512_mask_storeu_ps(y.row(m + tk) + n, mask, v);
+                }
+                continue;
+              }
               for (std::size_t tk = 0; tk < tokens; ++tk) {
                 float* o = y.row(m + tk) + n;
                 __m512 v = _mm512_load_ps(t + tk * 16);
@@ -1828,11 +1861,11 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
   }
 }
 
-template <class Tiles>
+template <class Tiles, class Arch = default_arch>
 inline void amx_channels(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
-                         std::size_t n0, std::size_t n1, bool accumulate) {
+                         std::size_t n0, std::size_t n1, bool accumulate, const amx_up_half* up = nullptr) {
   Tiles::configure();
-  for (std::size_t p = n0; p < n1; p += amx_nc) amx_piece<Tiles>(act, M, w, bias, y, p, std::min(n1, p + amx_nc), accumulate);
+  for (std::size_t p = n0; p < n1; p += amx_nc) amx_piece<Tiles, Arch>(act, M, w, bias, y, p, std::min(n1, p + amx_nc), accumulate, up);
   Tiles::release();
 }
 
@@ -1848,6 +1881,21 @@ inline void amx_matmul(matrix_view<const float> x, weights_view<bfloat16> w, con
   const auto channels = [&](std::size_t n0, std::size_t n1) { amx_channels<Tiles>(act, x.rows, w, bias, y, n0, n1, accumulate); };
   if (pool && pool->size() > 1) pool->run_shares(w.out, 32, amx_nc / 32, channels);
   else channels(0, w.out);
+}
+
+/// y [M, N] = Gelu(x Wg^T + bg) x (x Wu^T + bu) in one pass on the tiles of
+/// `Tiles`: the activations packed once, each output's two sums as
+/// amx_matmul computes them, Gelu = gelu_tanh_fn on batches of Arch.
+template <class Tiles, class Arch = default_arch>
+inline void amx_matmul_gated(matrix_view<const float> x, weights_view<bfloat16> wg, const float* bg, weights_view<bfloat16> wu,
+                             const float* bu, matrix_view<float> y, thread_pool* pool) {
+  const amx_activations act = amx_pack(x, pool);
+  const amx_up_half up{wu, bu};
+  const auto channels = [&](std::size_t n0, std::size_t n1) {
+    amx_channels<Tiles, Arch>(act, x.rows, wg, bg, y, n0, n1, false, &up);
+  };
+  if (pool && pool->size() > 1) pool->run_shares(wg.out, 32, amx_nc / 32, channels);
+  else channels(0, wg.out);
 }
 #endif
 
@@ -1977,6 +2025,35 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   share_out([&](std::size_t n0, std::size_t n1) {
     detail::gemv_out_in<Arch>(xr, nullptr, 0, 0, nullptr, w, bias, y, n0, n1, accumulate);
   });
+}
+
+/// The MLP's gated product, y [M, N] = Gelu(x Wg^T + bg) x (x Wu^T + bu)
+/// (Gelu = gelu_tanh_fn), in one pass where a kernel serves it: today bf16
+/// weights with at least gemm_min_rows rows on AMX tiles, which then pack
+/// the activations once and never write the two products out (on a Xeon
+/// with AMX the separate GELU x up pass read and wrote 47 MB a 2B block,
+/// 6% of a prefill). Each product's sums are matmul's, and the store is
+/// what transform(gelu x up) makes of them, bit for bit wherever that
+/// transform takes its vector path (all but the last M N % lanes elements).
+/// Returns false, doing nothing, where no kernel serves it: the caller runs
+/// the two matmuls and the transform.
+template <class Arch = default_arch, WeightElement T>
+[[nodiscard]] inline bool matmul_gated([[maybe_unused]] matrix_view<const float> x, [[maybe_unused]] weights_view<T> wg,
+                                       [[maybe_unused]] const float* bg, [[maybe_unused]] weights_view<T> wu,
+                                       [[maybe_unused]] const float* bu, [[maybe_unused]] matrix_view<float> y,
+                                       [[maybe_unused]] thread_pool* pool = nullptr) {
+#if GRIFFIN_AMX
+  if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch> && lanes<Arch> == 16) {
+    const std::size_t M = x.rows, N = wg.out, K = wg.in;
+    assert(wu.out == N && wu.in == K && x.cols == K && y.rows == M && y.cols == N);
+    if (M >= gemm_min_rows<T, Arch> && N > 0 && K > 0 && amx_enabled()) {
+      const bool threaded = pool && pool->size() > 1 && M * N * K >= (std::size_t{1} << 18);
+      detail::amx_matmul_gated<detail::amx_hardware_tiles, Arch>(x, wg, bg, wu, bu, y, threaded ? pool : nullptr);
+      return true;
+    }
+  }
+#endif
+  return false;
 }
 
 /// sum_i a[i] b[i], in order (attention_scalar's scores).
