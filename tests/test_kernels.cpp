@@ -321,8 +321,8 @@ TEST_CASE_TEMPLATE_APPLY(gemm_rows_id, griffin_test::test_archs);
 // The AMX bf16 gemm (amx.hpp) through `run` (x, w, bias, y, accumulate,
 // pool) against matmul_scalar and against the vdpbf16ps gemm it replaces
 // (the same products; each output one chain over k either way), over its
-// edges: K past and short of a 32-wide step and of the k block, tokens past
-// a 16-token tile and a token block, channels past a tile, a panel and a
+// edges: K past and short of a 32-wide step and of the k block, tokens short
+// of a 16-token tile (from amx_min_rows) and past one and a token block, channels past a tile, a panel and a
 // piece; both layouts (weights at an odd element offset, and rows padded past
 // their length in some cases: the packing reads them at their stride), one
 // thread and two.
@@ -335,7 +335,7 @@ void check_amx_gemm(Run&& run) {
   thread_pool two(2);
   std::size_t runs = 0;
   for (std::size_t K : {std::size_t{1}, std::size_t{31}, std::size_t{64}, std::size_t{97}, amx_kc, amx_kc + 33, 2 * amx_kc + 64})
-    for (std::size_t M : {std::size_t{16}, std::size_t{17}, std::size_t{48}, amx_mc + 19})
+    for (std::size_t M : {std::size_t{3}, std::size_t{5}, std::size_t{16}, std::size_t{17}, std::size_t{48}, amx_mc + 19})
       for (std::size_t N : {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{40}, amx_nc + 48}) {
         if (M * N * K > 8'000'000) continue;
         const bool out_in = (K + M + N) % 2 == 0, accumulate = (M + N) % 3 == 0;
@@ -469,7 +469,7 @@ void check_amx_gated(Run&& run, Apart&& apart) {
   thread_pool two(2);
   std::size_t runs = 0;
   for (std::size_t K : {std::size_t{31}, std::size_t{64}, amx_kc + 33})
-    for (std::size_t M : {std::size_t{16}, std::size_t{17}, std::size_t{150}, amx_mc + 19})
+    for (std::size_t M : {std::size_t{13}, std::size_t{16}, std::size_t{17}, std::size_t{150}, amx_mc + 19})
       for (std::size_t N : {std::size_t{16}, std::size_t{17}, std::size_t{40}, amx_nc + 48}) {
         if (M * N * K > 8'000'000) continue;
         const bool out_in = (K + M + N) % 2 == 0, biased = (M + N) % 3 != 0;

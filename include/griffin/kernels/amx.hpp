@@ -76,7 +76,7 @@ inline std::atomic<bool>& amx_switch() noexcept {
 
 }  // namespace detail
 
-/// True where bf16 products with at least gemm_min_rows activation rows run
+/// True where bf16 products with at least amx_min_rows activation rows run
 /// on AMX tiles: compiled in, granted by the OS, and switched on (the
 /// default unless GRIFFIN_AMX=0 is in the environment).
 [[nodiscard]] inline bool amx_enabled() noexcept { return detail::amx_switch().load(std::memory_order_relaxed) && detail::amx_granted(); }

@@ -1764,6 +1764,16 @@ inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std
   return p;
 }
 
+// Activation rows from which bf16 products run on AMX tiles where the CPU
+// has them, below the gemv's and gemm's gemm_min_rows (16): a tile of 16
+// token rows costs the same with 3 of them, and streams the weights faster
+// than this CPU's vdpbf16ps rows. Xeon with AMX, 2 threads, GFLOP/s, gemv
+// against tiles: [out, in] 65536 x 2560 from memory, 2 rows 43 / 44, 3 rows
+// 59 / 68, 4 70 / 91, 8 109 / 178, 12 128 / 262; [in, out] 7680 x 2560 (the
+// tiles pack a line of each of K rows per panel), 4 rows 65 / 34, 8 70 /
+// 66, 12 84 / 100.
+inline constexpr std::size_t amx_min_rows(weight_layout layout) noexcept { return layout == weight_layout::out_in ? 3 : 12; }
+
 // The MLP's second product when the AMX gemm runs its gated form
 // (amx_matmul_gated): the up half, whose sums meet the gate's in the store.
 struct amx_up_half {
@@ -1947,12 +1957,13 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
     pool->run_shares(N, grain, std::max<std::size_t>(1, detail::gemv_piece_bytes / (K * sizeof(T) * grain)), body);
   };
 
-  if (M >= gemm_min_rows<T, Arch>) {
 #if GRIFFIN_AMX
-    if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-      if (amx_enabled()) return detail::amx_matmul<detail::amx_hardware_tiles>(x, w, bias, y, accumulate, threads > 1 ? pool : nullptr);
-    }
+  if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    if (M >= detail::amx_min_rows(w.layout) && amx_enabled())
+      return detail::amx_matmul<detail::amx_hardware_tiles>(x, w, bias, y, accumulate, threads > 1 ? pool : nullptr);
+  }
 #endif
+  if (M >= gemm_min_rows<T, Arch>) {
     using E = detail::packed_element<T, Arch>;
     constexpr std::size_t P = detail::k_per_element<T, Arch>;
     struct a_tag;
@@ -2029,7 +2040,7 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
 
 /// The MLP's gated product, y [M, N] = Gelu(x Wg^T + bg) x (x Wu^T + bu)
 /// (Gelu = gelu_tanh_fn), in one pass where a kernel serves it: today bf16
-/// weights with at least gemm_min_rows rows on AMX tiles, which then pack
+/// weights with at least amx_min_rows rows on AMX tiles, which then pack
 /// the activations once and never write the two products out (on a Xeon
 /// with AMX the separate GELU x up pass read and wrote 47 MB a 2B block,
 /// 6% of a prefill). Each product's sums are matmul's, and the store is
@@ -2046,7 +2057,8 @@ template <class Arch = default_arch, WeightElement T>
   if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch> && lanes<Arch> == 16) {
     const std::size_t M = x.rows, N = wg.out, K = wg.in;
     assert(wu.out == N && wu.in == K && x.cols == K && y.rows == M && y.cols == N);
-    if (M >= gemm_min_rows<T, Arch> && N > 0 && K > 0 && amx_enabled()) {
+    const std::size_t min_rows = std::max(detail::amx_min_rows(wg.layout), detail::amx_min_rows(wu.layout));
+    if (M >= min_rows && N > 0 && K > 0 && amx_enabled()) {
       const bool threaded = pool && pool->size() > 1 && M * N * K >= (std::size_t{1} << 18);
       detail::amx_matmul_gated<detail::amx_hardware_tiles, Arch>(x, wg, bg, wu, bu, y, threaded ? pool : nullptr);
       return true;
