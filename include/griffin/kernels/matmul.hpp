@@ -29,7 +29,8 @@
 //     (MC) and weight rows (NC), with weights broadcast from their own rows
 //     in place (or from a small converted panel for int8, float16, bf16
 //     without AVX512-BF16, in x out or odd K). Compute-bound. bf16 weights
-//     on a CPU with AMX (amx.hpp) run on its tiles instead (amx_matmul).
+//     on a CPU with AMX (amx.hpp) run on its tiles instead (amx_matmul),
+//     from amx_min_rows rows (3 for [out, in], 12 for [in, out]) on.
 // Both split the output channels over a thread pool (the gemv in shares that
 // threads finish for each other: thread_pool::run_shares); every output is
 // computed by the same code whatever the thread count or the piece it falls
