@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -318,30 +320,45 @@ TEST_CASE_TEMPLATE_DEFINE("the packed gemm gives a token's outputs bit for bit w
 TEST_CASE_TEMPLATE_APPLY(gemm_rows_id, griffin_test::test_archs);
 
 #if GRIFFIN_AMX_GEMM
+// Calls body(K, M, N, r, pool) for each product shape of Ks x Ms x Ns with
+// at most 8 x 10^6 multiply-adds (on one thread where K is odd, else on two),
+// the shape captured for a failure's report; returns how many ran.
+template <class Body>
+std::size_t for_each_amx_shape(std::initializer_list<std::size_t> Ks, std::initializer_list<std::size_t> Ms,
+                               std::initializer_list<std::size_t> Ns, std::uint64_t seed, Body&& body) {
+  rng r(seed);
+  thread_pool two(2);
+  std::size_t runs = 0;
+  for (std::size_t K : Ks)
+    for (std::size_t M : Ms)
+      for (std::size_t N : Ns) {
+        if (M * N * K > 8'000'000) continue;
+        CAPTURE(K);
+        CAPTURE(M);
+        CAPTURE(N);
+        body(K, M, N, r, K % 2 ? nullptr : &two);
+        ++runs;
+      }
+  return runs;
+}
+
 // The AMX bf16 gemm (amx.hpp) through `run` (x, w, bias, y, accumulate,
 // pool) against matmul_scalar and against the vdpbf16ps gemm it replaces
 // (the same products; each output one chain over k either way), over its
 // edges: K past and short of a 32-wide step and of the k block, tokens short
-// of a 16-token tile (from amx_min_rows) and past one and a token block, channels past a tile, a panel and a
-// piece; both layouts (weights at an odd element offset, and rows padded past
-// their length in some cases: the packing reads them at their stride), one
-// thread and two.
+// of a 16-token tile (from amx_min_rows), past one and past a token block,
+// channels past a tile, a panel and a piece; both layouts (weights at an odd
+// element offset, and rows padded past their length in some cases: the
+// packing reads them at their stride), one thread and two.
 template <class Run>
 void check_amx_gemm(Run&& run) {
   using kernels::detail::amx_kc;
   using kernels::detail::amx_mc;
   using kernels::detail::amx_nc;
-  rng r(12);
-  thread_pool two(2);
-  std::size_t runs = 0;
-  for (std::size_t K : {std::size_t{1}, std::size_t{31}, std::size_t{64}, std::size_t{97}, amx_kc, amx_kc + 33, 2 * amx_kc + 64})
-    for (std::size_t M : {std::size_t{3}, std::size_t{5}, std::size_t{16}, std::size_t{17}, std::size_t{48}, amx_mc + 19})
-      for (std::size_t N : {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{40}, amx_nc + 48}) {
-        if (M * N * K > 8'000'000) continue;
+  const std::size_t runs = for_each_amx_shape(
+      {1, 31, 64, 97, amx_kc, amx_kc + 33, 2 * amx_kc + 64}, {3, 5, 16, 17, 48, amx_mc + 19}, {1, 16, 17, 40, amx_nc + 48}, 12,
+      [&](std::size_t K, std::size_t M, std::size_t N, rng& r, thread_pool* pool) {
         const bool out_in = (K + M + N) % 2 == 0, accumulate = (M + N) % 3 == 0;
-        CAPTURE(K);
-        CAPTURE(M);
-        CAPTURE(N);
         CAPTURE(out_in);
         const std::size_t ldx = K + 1, ldy = N + 3;
         const auto x = r.floats(M * ldx), bias = r.floats(N), init = r.floats(M * ldy);
@@ -350,7 +367,7 @@ void check_amx_gemm(Run&& run) {
         const kernels::weights_view<bfloat16> wv{w.data() + 1, N, K, ldw, out_in ? weight_layout::out_in : weight_layout::in_out};
         const kernels::matrix_view<const float> xv{x.data(), M, K, ldx};
         std::vector<float> amx = init, dp = init, ref = init;
-        run(xv, wv, bias.data(), kernels::matrix_view<float>{amx.data(), M, N, ldy}, accumulate, K % 2 ? nullptr : &two);
+        run(xv, wv, bias.data(), kernels::matrix_view<float>{amx.data(), M, N, ldy}, accumulate, pool);
         const bool was = kernels::amx_enabled();
         kernels::set_amx_enabled(false);
         kernels::matmul(xv, wv, bias.data(), {dp.data(), M, N, ldy}, accumulate, nullptr);
@@ -358,8 +375,7 @@ void check_amx_gemm(Run&& run) {
         kernels::matmul_scalar(xv, wv, bias.data(), {ref.data(), M, N, ldy}, accumulate);
         CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(ref)) <= matmul_tolerance<bfloat16>(K));
         CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(dp)) <= 1e-5f * static_cast<float>(K + 1));
-        ++runs;
-      }
+      });
   CHECK(runs > 100);
 }
 #endif
@@ -465,17 +481,10 @@ void check_amx_gated(Run&& run, Apart&& apart) {
   using kernels::detail::amx_kc;
   using kernels::detail::amx_mc;
   using kernels::detail::amx_nc;
-  rng r(17);
-  thread_pool two(2);
-  std::size_t runs = 0;
-  for (std::size_t K : {std::size_t{31}, std::size_t{64}, amx_kc + 33})
-    for (std::size_t M : {std::size_t{13}, std::size_t{16}, std::size_t{17}, std::size_t{150}, amx_mc + 19})
-      for (std::size_t N : {std::size_t{16}, std::size_t{17}, std::size_t{40}, amx_nc + 48}) {
-        if (M * N * K > 8'000'000) continue;
+  const std::size_t runs = for_each_amx_shape(
+      {31, 64, amx_kc + 33}, {13, 16, 17, 150, amx_mc + 19}, {16, 17, 40, amx_nc + 48}, 17,
+      [&](std::size_t K, std::size_t M, std::size_t N, rng& r, thread_pool* pool) {
         const bool out_in = (K + M + N) % 2 == 0, biased = (M + N) % 3 != 0;
-        CAPTURE(K);
-        CAPTURE(M);
-        CAPTURE(N);
         CAPTURE(out_in);
         const auto x = r.floats(M * K), bg = r.floats(N), bu = r.floats(N);
         const auto wg = stored_as<bfloat16>(r.floats(N * K)), wu = stored_as<bfloat16>(r.floats(N * K));
@@ -483,7 +492,6 @@ void check_amx_gated(Run&& run, Apart&& apart) {
           return out_in ? kernels::out_in(w.data(), N, K) : kernels::in_out(w.data(), N, K);
         };
         const kernels::matrix_view<const float> xv{x.data(), M, K, K};
-        thread_pool* pool = K % 2 ? nullptr : &two;
         std::vector<float> fused(M * N, -1.0f), gate(M * N), up(M * N);
         run(xv, view(wg), biased ? bg.data() : nullptr, view(wu), biased ? bu.data() : nullptr, kernels::dense(fused.data(), M, N), pool);
         apart(xv, view(wg), biased ? bg.data() : nullptr, kernels::dense(gate.data(), M, N), pool);
@@ -493,8 +501,7 @@ void check_amx_gated(Run&& run, Apart&& apart) {
         const std::size_t vector_end = M * N - M * N % kernels::lanes<default_arch>;
         CHECK(std::memcmp(fused.data(), gate.data(), vector_end * sizeof(float)) == 0);
         CHECK(max_abs_diff(std::span<const float>(fused).subspan(vector_end), std::span<const float>(gate).subspan(vector_end)) <= 1e-5f);
-        ++runs;
-      }
+      });
   CHECK(runs > 30);
 }
 

@@ -167,8 +167,11 @@ struct amx_prefetch {
 // TDPBF16PS in scalar code, over the memory the tile loads would read:
 // C[m][n] += A[m][2p] B[p][2n], then += A[m][2p + 1] B[p][2n + 1], for p =
 // 0 .. 15 in order, each sum rounded to float (to nearest even); denormal
-// inputs read as zero and denormal sums flush to zero, as the instruction
-// does (Intel SDM, TDPBF16PS). The reference the tile policy is held to.
+// inputs read as zero and denormal sums flush to zero, as the SDM's
+// pseudocode for TDPBF16PS has it. The reference the tile policy is held
+// to, within float rounding: a Xeon's tiles keep wider sums (of 256 sums
+// from loaded C, 161-165 matched this order bit for bit, 236 "the 32 exact
+// products summed, then added to C"; docs/09-performance.md).
 struct amx_emulated_tiles {
   static void configure() noexcept {}
   static void release() noexcept {}
