@@ -1405,7 +1405,7 @@ inline void gemm_micro_float(const float* panel, std::size_t ldp, const float* a
 template <class Arch, class T, std::size_t MV, class E>
 inline void gemm_micro(const E* panel, std::size_t ldp, const E* a, std::size_t lda, std::size_t kpn, float* c,
                        bool load_c, [[maybe_unused]] bool prefetch) {
-  constexpr std::size_t NR = gemm_nr;
+  [[maybe_unused]] constexpr std::size_t NR = gemm_nr;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   if constexpr (int16_pairs<T, Arch> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
     assert(kpn <= 256);
