@@ -12,9 +12,10 @@
 //            (every weight once, plus the KV cache entries attended to);
 //   prefill: the peak of the arithmetic the weights compute with (AMX bf16
 //            tiles for bf16 weights where matmul uses them, else bf16 dot
-//            products on AVX512-BF16; int16 dot products
-//            for int8 weights (vpdpwssd on AVX512-VNNI, vpmaddwd on AVX2),
-//            f32 FMA otherwise).
+//            products on AVX512-BF16; for int8 weights AMX int8 tiles at
+//            two byte products per 16-bit x 8-bit product where matmul uses
+//            them, else int16 dot products (vpdpwssd on AVX512-VNNI,
+//            vpmaddwd on AVX2); f32 FMA otherwise).
 // Bandwidth and peaks are measured here, with the same thread count: the
 // bandwidth between decode steps, the peaks up front and after each prefill.
 #include <algorithm>
@@ -187,12 +188,16 @@ double measure_peak(griffin::thread_pool& pool) {
   return best;
 }
 
-// Peak FLOP/s of AMX bf16 tiles (where matmul uses them: amx_enabled()):
-// four independent 16 x 16 sums, each TDPBF16PS 16 x 16 x 32 products (16384
-// FLOPs), as the gemm's 2 x 2 tiles run; 0 where AMX is not in use.
+// Peak FLOP/s of AMX tiles (where matmul uses them: amx_enabled()): four
+// independent 16 x 16 sums, as the gemm's tiles run. bf16: each TDPBF16PS
+// 16 x 16 x 32 products (16384 FLOPs). int8: TDPBSSD, 16 x 16 x 64 byte
+// products, counted as the int8 rule's 16-bit x 8-bit products, of which
+// each takes two (its activation's high and low byte): 16384 FLOPs too. 0
+// where AMX (AMX-INT8 for int8) is not in use.
+template <bool Int8 = false>
 double measure_amx_peak([[maybe_unused]] griffin::thread_pool& pool) {
 #if GRIFFIN_AMX
-  if (!griffin::kernels::amx_enabled()) return 0.0;
+  if (!griffin::kernels::amx_enabled() || (Int8 && !GRIFFIN_AMX_INT8)) return 0.0;
   constexpr std::size_t iterations = 2'000'000;
   double best = 0.0;
   std::vector<float> sink(pool.size());
@@ -212,6 +217,15 @@ double measure_amx_peak([[maybe_unused]] griffin::thread_pool& pool) {
       _tile_loadd(6, a, 64);
       _tile_loadd(7, a, 64);
       for (std::size_t i = 0; i < iterations; ++i) {
+#if GRIFFIN_AMX_INT8
+        if constexpr (Int8) {
+          _tile_dpbssd(0, 4, 6);
+          _tile_dpbssd(1, 4, 7);
+          _tile_dpbssd(2, 5, 6);
+          _tile_dpbssd(3, 5, 7);
+          continue;
+        }
+#endif
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
@@ -283,15 +297,16 @@ options parse(int argc, char** argv) {
 
 // The limits of one thread count, measured up front.
 struct machine {
-  double bandwidth, peak_f32, peak_bf16, peak_int16, peak_amx;
+  double bandwidth, peak_f32, peak_bf16, peak_int16, peak_amx, peak_amx_int8;
 };
 
 // The peak that prefill with weights of type w is compared with (see the
-// top), the one rule: AMX tiles for bf16 where matmul uses them, else bf16
-// or int16 dot products where the build has them, else f32 FMA.
-enum class prefill_peak { f32, bf16_dot, int16_dot, amx };
+// top), the one rule: AMX tiles where matmul uses them for the weight type,
+// else bf16 or int16 dot products where the build has them, else f32 FMA.
+enum class prefill_peak { f32, bf16_dot, int16_dot, amx, amx_int8 };
 prefill_peak prefill_peak_of(const std::string& w, const machine& l) {
   if (w == "bf16" && l.peak_amx > 0) return prefill_peak::amx;
+  if (w == "int8" && l.peak_amx_int8 > 0) return prefill_peak::amx_int8;
   if (w == "bf16" && has_bf16_dot) return prefill_peak::bf16_dot;
   if (w == "int8" && has_int16_dot) return prefill_peak::int16_dot;
   return prefill_peak::f32;
@@ -301,6 +316,7 @@ prefill_peak prefill_peak_of(const std::string& w, const machine& l) {
 double peak_for(const std::string& w, const machine& l) {
   switch (prefill_peak_of(w, l)) {
     case prefill_peak::amx: return l.peak_amx;
+    case prefill_peak::amx_int8: return l.peak_amx_int8;
     case prefill_peak::bf16_dot: return l.peak_bf16;
     case prefill_peak::int16_dot: return l.peak_int16;
     case prefill_peak::f32: break;
@@ -312,6 +328,7 @@ double peak_for(const std::string& w, const machine& l) {
 double measure_peak_for(const std::string& w, const machine& l, griffin::thread_pool& pool) {
   switch (prefill_peak_of(w, l)) {
     case prefill_peak::amx: return measure_amx_peak(pool);
+    case prefill_peak::amx_int8: return measure_amx_peak<true>(pool);
     case prefill_peak::bf16_dot:
       if constexpr (has_bf16_dot) return measure_peak<arithmetic::bf16>(pool);
       break;
@@ -370,7 +387,8 @@ int main(int argc, char** argv) try {
   std::vector<machine> limits;
   for (std::size_t threads : opt.threads) {
     thread_pool pool(threads);
-    machine l{measure_bandwidth(pool, bandwidth_buffer), measure_peak<arithmetic::f32>(pool), 0.0, 0.0, measure_amx_peak(pool)};
+    machine l{measure_bandwidth(pool, bandwidth_buffer), measure_peak<arithmetic::f32>(pool), 0.0, 0.0, measure_amx_peak(pool),
+              measure_amx_peak<true>(pool)};
     if constexpr (has_bf16_dot) l.peak_bf16 = measure_peak<arithmetic::bf16>(pool);
     if constexpr (has_int16_dot) l.peak_int16 = measure_peak<arithmetic::int16>(pool);
     limits.push_back(l);
@@ -379,6 +397,7 @@ int main(int argc, char** argv) try {
     if (has_bf16_dot) std::printf(", bf16 dot %.0f", l.peak_bf16 / 1e9);
     if (has_int16_dot) std::printf(", int16 dot %.0f", l.peak_int16 / 1e9);
     if (l.peak_amx > 0) std::printf(", bf16 AMX %.0f (bf16 prefill runs on AMX)", l.peak_amx / 1e9);
+    if (l.peak_amx_int8 > 0) std::printf(", int8 AMX %.0f (int8 prefill runs on AMX, two byte products a product)", l.peak_amx_int8 / 1e9);
     std::printf("%s\n", has_bf16_dot ? "" : has_int16_dot ? " (bf16 weights multiply with f32 FMA here)" : " (bf16 and int8 weights multiply with f32 FMA here)");
   }
   std::puts("");

@@ -378,6 +378,57 @@ void check_amx_gemm(Run&& run) {
       });
   CHECK(runs > 100);
 }
+
+// The int8 rule made exactly: y[m, n] = float(sum_k grid(x[m, k]) w[n, k])
+// x the row's grid step x scale[n] + bias[n] (+ y), the integer sum in 64
+// bits and rounded once: what the AMX int8 gemm computes, bit for bit.
+void matmul_int8_exact(kernels::matrix_view<const float> x, kernels::weights_view<std::int8_t> w, const float* bias,
+                       kernels::matrix_view<float> y, bool accumulate) {
+  for (std::size_t m = 0; m < x.rows; ++m) {
+    const float step = kernels::int16_grid_scale(x.row(m), x.cols);
+    for (std::size_t n = 0; n < w.out; ++n) {
+      std::int64_t sum = 0;
+      for (std::size_t k = 0; k < x.cols; ++k) sum += std::int64_t{kernels::int16_grid(x.row(m)[k], step)} * w.data[n * w.stride + k];
+      float v = static_cast<float>(sum) * step;
+      if (w.scale) v *= w.scale[n];
+      asm("" : "+x"(v));  // rounded before the bias is added, as the kernel does (no fused multiply-add)
+      if (bias) v += bias[n];
+      y.row(m)[n] = accumulate ? y.row(m)[n] + v : v;
+    }
+  }
+}
+
+// The AMX int8 gemm (TDPBSSD / TDPBUSD on each activation's high and low
+// bytes) through `run`, against matmul_int8_exact bit for bit and
+// matmul_scalar within the int8 tolerance, over the edges of its 64-k steps,
+// k blocks (8 steps), token tiles and blocks, output tiles, panels and
+// pieces: [out, in] rows at an odd offset (some padded past K), weights
+// of -128 and activations at the ends of their grids among them.
+template <class Run>
+void check_amx_int8_gemm(std::initializer_list<std::size_t> Ms, Run&& run) {
+  using kernels::detail::amx_mc;
+  using kernels::detail::amx_nc;
+  const std::size_t runs = for_each_amx_shape(
+      {1, 63, 64, 97, 512, 600, 1100}, Ms, {1, 16, 17, 40, amx_nc + 48}, 13,
+      [&](std::size_t K, std::size_t M, std::size_t N, rng& r, thread_pool* pool) {
+        const bool accumulate = (M + N) % 3 == 0;
+        const std::size_t ldx = K + 1, ldy = N + 3, ldw = K + ((M + K) % 3 == 1 ? 5 : 0);
+        auto x = r.floats(M * ldx);
+        x[(M - 1) * ldx] = -8.0f;  // the last row's grid: -32767 at k = 0, the low byte 1 under a high byte -128
+        const auto bias = r.floats(N), init = r.floats(M * ldy), scale = channel_scales(N);
+        auto w = stored_as<std::int8_t>(r.floats(N * ldw + 1));
+        for (std::size_t i = 1; i < w.size(); i += 37) w[i] = -128;
+        const kernels::weights_view<std::int8_t> wv{w.data() + 1, N, K, ldw, weight_layout::out_in, scale.data()};
+        const kernels::matrix_view<const float> xv{x.data(), M, K, ldx};
+        std::vector<float> amx = init, exact = init, ref = init;
+        run(xv, wv, bias.data(), kernels::matrix_view<float>{amx.data(), M, N, ldy}, accumulate, pool);
+        matmul_int8_exact(xv, wv, bias.data(), {exact.data(), M, N, ldy}, accumulate);
+        kernels::matmul_scalar(xv, wv, bias.data(), {ref.data(), M, N, ldy}, accumulate);
+        CHECK(std::memcmp(amx.data(), exact.data(), amx.size() * sizeof(float)) == 0);
+        CHECK(max_abs_diff(std::span<const float>(amx), std::span<const float>(ref)) <= matmul_tolerance<std::int8_t>(K));
+      });
+  CHECK(runs > 60);
+}
 #endif
 
 // The AMX gemm on the CPU's tiles, through matmul. Where the build or the OS
@@ -413,6 +464,43 @@ TEST_CASE("bf16 products on AMX tiles match the scalar reference and the vdpbf16
   kernels::detail::amx_emulated_tiles::tiles<2, 2>(ap, lda, 64, bp, steps, model, model, none);
   CHECK(max_abs_diff(std::span<const float>(hw), std::span<const float>(model)) <= 2e-4f);
   MESSAGE("AMX tiles and their scalar model: " << std::string(std::memcmp(hw, model, sizeof hw) == 0 ? "bit for bit" : "differ in rounding"));
+#endif
+  kernels::set_amx_enabled(was);
+}
+
+// int8 weights on the CPU's tiles (AMX-INT8): the gemm exact, through
+// matmul from amx_min_rows_int8 rows; the tiles bit for bit their model.
+TEST_CASE("int8 products on AMX tiles give the exact integer sums, rounded once") {
+  const bool was = kernels::amx_enabled();
+  if (!kernels::set_amx_enabled(true) || !GRIFFIN_AMX_INT8) {
+    MESSAGE("no AMX-INT8 in this build or from this OS: the int8 AMX gemm is not run here");
+    kernels::set_amx_enabled(was);
+    return;
+  }
+#if GRIFFIN_AMX_INT8
+  using kernels::detail::amx_mc;
+  const std::size_t min_rows = kernels::detail::amx_min_rows_int8;
+  check_amx_int8_gemm({min_rows, min_rows + 1, 48, amx_mc + 19}, [](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
+    kernels::matmul(x, w, bias, y, accumulate, pool);
+  });
+  check_amx_int8_gemm({3, 5}, [](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
+    kernels::detail::amx_matmul<kernels::detail::amx_hardware_tiles>(x, w, bias, y, accumulate, pool);
+  });
+  // One call of 1 x 2 tiles over 3 steps from loaded sums.
+  rng r(9);
+  constexpr std::size_t steps = 3;
+  std::vector<std::int8_t> a(steps * 2048), b(2 * steps * 1024);
+  for (auto& v : a) v = static_cast<std::int8_t>(static_cast<int>(r.below(256)) - 128);
+  for (auto& v : b) v = static_cast<std::int8_t>(static_cast<int>(r.below(256)) - 128);
+  alignas(64) std::int32_t hw[4 * 256], model[4 * 256];
+  for (std::size_t i = 0; i < 4 * 256; ++i) hw[i] = model[i] = static_cast<std::int32_t>(r.below(1u << 20)) - (1 << 19);
+  const char* bp[2] = {reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data() + steps * 1024)};
+  kernels::detail::amx_prefetch none;
+  kernels::detail::amx_hardware_tiles::configure();
+  kernels::detail::amx_hardware_tiles::tiles_int8<2>(reinterpret_cast<const char*>(a.data()), steps, bp, hw, hw, none);
+  kernels::detail::amx_hardware_tiles::release();
+  kernels::detail::amx_emulated_tiles::tiles_int8<2>(reinterpret_cast<const char*>(a.data()), steps, bp, model, model, none);
+  CHECK(std::memcmp(hw, model, sizeof hw) == 0);
 #endif
   kernels::set_amx_enabled(was);
 }
@@ -462,6 +550,30 @@ TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar referenc
   CHECK(tc[0] == 0.0f);
   CHECK(std::signbit(tc[0]));
   CHECK(std::all_of(tc.begin() + 1, tc.end(), [](float v) { return v == 0.0f && !std::signbit(v); }));
+
+  // int8 weights on the same blocking, and the int8 model against sums
+  // written out: hi from signed bytes, lo from unsigned, B's dword layout.
+  check_amx_int8_gemm({3, 16, 17, 48, kernels::detail::amx_mc + 19},
+                      [](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
+                        kernels::detail::amx_matmul<tiles>(x, w, bias, y, accumulate, pool);
+                      });
+  std::vector<std::int8_t> ia(2048), ib(1024);
+  for (std::size_t i = 0; i < ia.size(); ++i) ia[i] = static_cast<std::int8_t>(static_cast<int>(i * 131 % 256) - 128);
+  for (std::size_t i = 0; i < ib.size(); ++i) ib[i] = static_cast<std::int8_t>(static_cast<int>(i * 89 % 256) - 128);
+  const char* ibp[1] = {reinterpret_cast<const char*>(ib.data())};
+  std::vector<std::int32_t> isums(2 * 256);
+  tiles::tiles_int8<1>(reinterpret_cast<const char*>(ia.data()), 1, ibp, nullptr, isums.data(), none);
+  for (std::size_t m = 0; m < 16; ++m)
+    for (std::size_t n = 0; n < 16; ++n) {
+      std::int32_t hi = 0, lo = 0;
+      for (std::size_t k = 0; k < 64; ++k) {
+        const int wk = ib[k / 4 * 64 + 4 * n + k % 4];
+        hi += ia[m * 64 + k] * wk;
+        lo += static_cast<int>(static_cast<std::uint8_t>(ia[1024 + m * 64 + k])) * wk;
+      }
+      CHECK(isums[m * 16 + n] == hi);
+      CHECK(isums[256 + m * 16 + n] == lo);
+    }
 #else
   MESSAGE("the AMX gemm needs AVX512-BF16 and AVX512BW in the build: not compiled here");
 #endif
@@ -475,8 +587,9 @@ TEST_CASE("the AMX gemm's blocking on emulated tiles matches the scalar referenc
 // but the last M N % 16), and the scalar functor's rounding on those. Edges
 // as check_amx_gemm: K short of a step and past a k block, tokens past a
 // tile, the whole-K limit and a token block, outputs past a tile, a panel and
-// a piece; both layouts; with and without biases; one thread and two.
-template <class Run, class Apart>
+// a piece; both layouts (bf16; int8 is [out, in] only, with channel
+// scales); with and without biases; one thread and two.
+template <class T, class Run, class Apart>
 void check_amx_gated(Run&& run, Apart&& apart) {
   using kernels::detail::amx_kc;
   using kernels::detail::amx_mc;
@@ -484,12 +597,13 @@ void check_amx_gated(Run&& run, Apart&& apart) {
   const std::size_t runs = for_each_amx_shape(
       {31, 64, amx_kc + 33}, {13, 16, 17, 150, amx_mc + 19}, {16, 17, 40, amx_nc + 48}, 17,
       [&](std::size_t K, std::size_t M, std::size_t N, rng& r, thread_pool* pool) {
-        const bool out_in = (K + M + N) % 2 == 0, biased = (M + N) % 3 != 0;
+        const bool out_in = std::is_same_v<T, std::int8_t> || (K + M + N) % 2 == 0, biased = (M + N) % 3 != 0;
         CAPTURE(out_in);
-        const auto x = r.floats(M * K), bg = r.floats(N), bu = r.floats(N);
-        const auto wg = stored_as<bfloat16>(r.floats(N * K)), wu = stored_as<bfloat16>(r.floats(N * K));
-        const auto view = [&](const std::vector<bfloat16>& w) {
-          return out_in ? kernels::out_in(w.data(), N, K) : kernels::in_out(w.data(), N, K);
+        const auto x = r.floats(M * K), bg = r.floats(N), bu = r.floats(N), scale = channel_scales(N);
+        const auto wg = stored_as<T>(r.floats(N * K)), wu = stored_as<T>(r.floats(N * K));
+        const float* s = std::is_same_v<T, std::int8_t> ? scale.data() : nullptr;
+        const auto view = [&](const std::vector<T>& w) {
+          return out_in ? kernels::out_in(w.data(), N, K, s) : kernels::in_out(w.data(), N, K, s);
         };
         const kernels::matrix_view<const float> xv{x.data(), M, K, K};
         std::vector<float> fused(M * N, -1.0f), gate(M * N), up(M * N);
@@ -505,22 +619,31 @@ void check_amx_gated(Run&& run, Apart&& apart) {
   CHECK(runs > 30);
 }
 
-TEST_CASE("the MLP's gated product in one AMX pass gives the two products' GELU x up") {
+TEST_CASE_TEMPLATE("the MLP's gated product in one AMX pass gives the two products' GELU x up", T, bfloat16, std::int8_t) {
   using tiles = kernels::detail::amx_emulated_tiles;
-  check_amx_gated(
+  check_amx_gated<T>(
       [](auto x, auto wg, const float* bg, auto wu, const float* bu, auto y, thread_pool* pool) {
         kernels::detail::amx_matmul_gated<tiles>(x, wg, bg, wu, bu, y, pool);
       },
       [](auto x, auto w, const float* b, auto y, thread_pool* pool) { kernels::detail::amx_matmul<tiles>(x, w, b, y, false, pool); });
-  // On the CPU's tiles, through the public entry point, where it serves.
+  // On the CPU's tiles, through the public entry point, where it serves
+  // (int8 from amx_min_rows_int8 rows: the gated check's first shape runs 13).
   const bool was = kernels::amx_enabled();
-  if (kernels::set_amx_enabled(true)) {
-    check_amx_gated(
-        [](auto x, auto wg, const float* bg, auto wu, const float* bu, auto y, thread_pool* pool) {
-          CHECK(kernels::matmul_gated(x, wg, bg, wu, bu, y, pool));
-        },
-        [](auto x, auto w, const float* b, auto y, thread_pool* pool) { kernels::matmul(x, w, b, y, false, pool); });
+#if GRIFFIN_AMX
+  if constexpr (kernels::detail::amx_type<T>) {
+    if (kernels::set_amx_enabled(true)) {
+      check_amx_gated<T>(
+          [](auto x, auto wg, const float* bg, auto wu, const float* bu, auto y, thread_pool* pool) {
+            const bool served = kernels::matmul_gated(x, wg, bg, wu, bu, y, pool);
+            CHECK(served == (x.rows >= kernels::detail::amx_min_rows_int8 || std::is_same_v<T, bfloat16>));
+            if (!served) kernels::detail::amx_matmul_gated<kernels::detail::amx_hardware_tiles>(x, wg, bg, wu, bu, y, pool);
+          },
+          [](auto x, auto w, const float* b, auto y, thread_pool* pool) {
+            kernels::detail::amx_matmul<kernels::detail::amx_hardware_tiles>(x, w, b, y, false, pool);
+          });
+    }
   }
+#endif
   // Where no kernel serves it, it says so and writes nothing.
   kernels::set_amx_enabled(false);
   const std::vector<float> x(32 * 8, 1.0f), w(8 * 8, 1.0f);

@@ -5,13 +5,14 @@
 // ffw_up is stored [2, D, F] (in x out): `gate` is half 0 (through the GELU),
 // `up` half 1 (the linear branch), the names transformers uses (where each is
 // stored [F, D]). Either is used in place. Where a kernel computes both
-// halves and the GELU x up in one pass (bf16 on AMX: kernels::matmul_gated)
+// halves and the GELU x up in one pass (bf16 and int8 on AMX: kernels::matmul_gated)
 // the two products are never written out.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 
 #include "griffin/detail/scratch.hpp"
 #include "griffin/kernels/simd.hpp"
@@ -60,13 +61,19 @@ struct mlp_block {
 
  private:
   // gelu(x gate + b) * (x up + b) in one pass where kernels::matmul_gated
-  // serves the stored type (bf16 on AMX); false where it does not.
+  // serves the stored type (bf16 and int8 on AMX); false where it does not.
   static bool gated(const weights& w, const float* x, float* out, std::size_t rows, thread_pool* pool) {
-    if (w.gate.weight.type() != dtype::bf16 || w.up.weight.type() != dtype::bf16) return false;
+    const dtype type = w.gate.weight.type();
+    if (w.up.weight.type() != type) return false;
     const std::size_t D = w.gate.in(), F = w.gate.out();
-    return kernels::matmul_gated<default_arch>({x, rows, D, D}, w.gate.weight.view<bfloat16>(),
-                                               w.gate.bias.empty() ? nullptr : w.gate.bias.data(), w.up.weight.view<bfloat16>(),
-                                               w.up.bias.empty() ? nullptr : w.up.bias.data(), kernels::dense(out, rows, F), pool);
+    const auto run = [&]<class T>(std::type_identity<T>) {
+      return kernels::matmul_gated<default_arch>({x, rows, D, D}, w.gate.weight.view<T>(), w.gate.bias.empty() ? nullptr : w.gate.bias.data(),
+                                                 w.up.weight.view<T>(), w.up.bias.empty() ? nullptr : w.up.bias.data(),
+                                                 kernels::dense(out, rows, F), pool);
+    };
+    if (type == dtype::bf16) return run(std::type_identity<bfloat16>{});
+    if (type == dtype::i8) return run(std::type_identity<std::int8_t>{});
+    return false;
   }
 };
 

@@ -1,13 +1,16 @@
-// griffin/kernels/amx.hpp: the bf16 gemm on Intel AMX tiles (Sapphire Rapids
-// and later): TDPBF16PS multiplies a 16 x 32 bf16 tile by a 32 x 16 one into
-// 16 x 16 float sums, 16384 FLOPs an instruction, several times what
-// vdpbf16ps does a core (docs/09-performance.md, "On an Intel guest with
-// AMX").
+// griffin/kernels/amx.hpp: the bf16 and int8 gemm on Intel AMX tiles
+// (Sapphire Rapids and later): TDPBF16PS multiplies a 16 x 32 bf16 tile by a
+// 32 x 16 one into 16 x 16 float sums, 16384 FLOPs an instruction, several
+// times what vdpbf16ps does a core (docs/09-performance.md, "On an Intel
+// guest with AMX"); TDPBSSD / TDPBUSD do 16 x 64 by 64 x 16 bytes into int32
+// sums in the same time.
 //
-// Compute rule: the one for bf16 weights (matmul.hpp): activations rounded
-// to bf16, exact products summed in float, each output one chain over k in
-// order, then + bias, then + y when accumulating; the tiles flush
-// denormals as vdpbf16ps does.
+// Compute rules: the ones for bf16 and int8 weights (matmul.hpp). bf16:
+// activations rounded to bf16, exact products summed in float, each output
+// one chain over k in order, then + bias, then + y when accumulating; the
+// tiles flush denormals as vdpbf16ps does. int8: activations on their rows'
+// 16-bit grids, each split into a signed high byte and an unsigned low byte
+// that two int8 tile products take, so the integer sums are exact.
 //
 // Compiled where the compiler targets AMX-TILE, AMX-BF16 and AVX512-BF16
 // (-march=native on such a CPU) on Linux; used where the kernel grants the
@@ -37,6 +40,13 @@
 #include <unistd.h>
 #else
 #define GRIFFIN_AMX 0
+#endif
+// int8 weights on the tiles too (TDPBSSD, TDPBUSD) where the compiler
+// targets AMX-INT8 (every AMX CPU so far has it).
+#if GRIFFIN_AMX && defined(__AMX_INT8__)
+#define GRIFFIN_AMX_INT8 1
+#else
+#define GRIFFIN_AMX_INT8 0
 #endif
 // The AMX gemm's blocking (matmul.hpp) needs AVX512-BF16 and AVX512BW: it
 // runs on the CPU's tiles where GRIFFIN_AMX, and on emulated tiles in tests.
@@ -141,7 +151,18 @@ static_assert(amx_mc % 32 == 0 && amx_kc % 32 == 0 && amx_nc % 32 == 0);
 // 32 bf16 at a[i] (lda bytes apart, advancing a_step bytes a step), B_j 16
 // rows of 16 bf16 pairs at b[j] (64 bytes apart, advancing 1 KiB a step).
 // The sums start at zero where c_in is null; c_in may be c_out. Each k step
-// also calls prefetch.step().
+// also calls prefetch.step(). And for int8 weights
+//
+//   tiles_int8<RB>(a, steps, b, c_in, c_out, prefetch)
+//
+// c_out = c_in + sum over `steps` k steps of A_hi B_j and A_lo B_j, 2 x RB
+// 16 x 16 int32 tiles (hi j at c + j * 256, lo j at c + (RB + j) * 256),
+// wrapping as the instructions do: A_hi 16 rows of 64 signed bytes at a
+// (contiguous, advancing 2 KiB a step), A_lo 16 rows of 64 unsigned bytes
+// 1 KiB after it, B_j 16 rows of 16 outputs x 4 k of signed bytes at b[j]
+// (advancing 1 KiB a step). A 16-bit activation x = 256 hi + lo (hi its
+// signed high byte, lo its unsigned low one), so 256 hi-sum + lo-sum is the
+// exact integer sum the int8 rule asks for.
 
 // Lines of weights to bring into L2 while tiles run, a few at each k step:
 // `left` lines of rows `stride` bytes apart, `per_row` 64-byte lines a row,
@@ -194,6 +215,32 @@ struct amx_emulated_tiles {
               for (std::size_t p = 0; p < 16; ++p)
                 for (std::size_t h = 0; h < 2; ++h)
                   sum = flush(sum + bf16_at(at + m * lda, 2 * p + h) * bf16_at(bt + p * 64, 2 * n + h));
+            }
+        }
+    std::memcpy(c_out, sums, sizeof sums);
+  }
+
+  // TDPBSSD (hi) and TDPBUSD (lo) in scalar code: exact int32 products,
+  // summed modulo 2^32 as the instructions do.
+  template <std::size_t RB>
+  static void tiles_int8(const char* a, std::size_t steps, const char* const* b, const std::int32_t* c_in, std::int32_t* c_out,
+                         amx_prefetch& prefetch) noexcept {
+    static_assert(RB >= 1 && RB <= 2);
+    std::uint32_t sums[2 * RB][16][16];  // hi j at [j], lo j at [RB + j]
+    if (c_in) std::memcpy(sums, c_in, sizeof sums);
+    else std::fill(&sums[0][0][0], &sums[0][0][0] + 2 * RB * 256, 0u);
+    for (std::size_t s = 0; s < steps; ++s, prefetch.step())
+      for (std::size_t h = 0; h < 2; ++h)
+        for (std::size_t j = 0; j < RB; ++j) {
+          const auto* at = reinterpret_cast<const unsigned char*>(a + s * 2048 + h * 1024);  // row m: at + m * 64
+          const auto* bt = reinterpret_cast<const signed char*>(b[j] + s * 1024);           // row p: bt + p * 64
+          for (std::size_t m = 0; m < 16; ++m)
+            for (std::size_t n = 0; n < 16; ++n) {
+              std::uint32_t& sum = sums[h * RB + j][m][n];
+              for (std::size_t q = 0; q < 64; ++q) {
+                const std::int32_t av = h == 0 ? static_cast<signed char>(at[m * 64 + q]) : at[m * 64 + q];
+                sum += static_cast<std::uint32_t>(av * bt[q / 4 * 64 + 4 * n + q % 4]);
+              }
             }
         }
     std::memcpy(c_out, sums, sizeof sums);
@@ -287,6 +334,52 @@ struct amx_hardware_tiles {
     if constexpr (RA == 2) _tile_stored(2, c_out + RB * 256, 64);
     if constexpr (RA == 2 && RB == 2) _tile_stored(3, c_out + 3 * 256, 64);
   }
+
+#if GRIFFIN_AMX_INT8
+  // tmm0-1 the high bytes' sums, tmm2-3 the low bytes', tmm4 A_hi, tmm5
+  // A_lo, tmm6-7 the B tiles: 4 loads for 4 products a step, as above.
+  template <std::size_t RB>
+  static void tiles_int8(const char* a, std::size_t steps, const char* const* b, const std::int32_t* c_in, std::int32_t* c_out,
+                         amx_prefetch& prefetch) noexcept {
+    static_assert(RB >= 1 && RB <= 2);
+    asm volatile("" ::: "memory");
+    if (c_in) {
+      _tile_loadd(0, c_in, 64);
+      _tile_loadd(2, c_in + RB * 256, 64);
+      if constexpr (RB == 2) {
+        _tile_loadd(1, c_in + 256, 64);
+        _tile_loadd(3, c_in + 3 * 256, 64);
+      }
+    } else {
+      _tile_zero(0);
+      _tile_zero(2);
+      if constexpr (RB == 2) {
+        _tile_zero(1);
+        _tile_zero(3);
+      }
+    }
+    const char *b0 = b[0], *b1 = b[RB - 1];
+    for (std::size_t s = 0; s < steps; ++s) {
+      prefetch.step();
+      _tile_loadd(4, a + s * 2048, 64);
+      _tile_loadd(6, b0 + s * 1024, 64);
+      _tile_dpbssd(0, 4, 6);
+      if constexpr (RB == 2) {
+        _tile_loadd(7, b1 + s * 1024, 64);
+        _tile_dpbssd(1, 4, 7);
+      }
+      _tile_loadd(5, a + s * 2048 + 1024, 64);
+      _tile_dpbusd(2, 5, 6);
+      if constexpr (RB == 2) _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, c_out, 64);
+    _tile_stored(2, c_out + RB * 256, 64);
+    if constexpr (RB == 2) {
+      _tile_stored(1, c_out + 256, 64);
+      _tile_stored(3, c_out + 3 * 256, 64);
+    }
+  }
+#endif
 };
 
 }  // namespace detail

@@ -30,7 +30,8 @@
 //     in place (or from a small converted panel for int8, float16, bf16
 //     without AVX512-BF16, in x out or odd K). Compute-bound. bf16 weights
 //     on a CPU with AMX (amx.hpp) run on its tiles instead (amx_matmul),
-//     from amx_min_rows rows (3 for [out, in], 12 for [in, out]) on.
+//     from amx_min_rows rows (3 for [out, in], 12 for [in, out]) on, and
+//     int8 [out, in] weights from amx_min_rows_int8 (10) on AMX-INT8.
 // Both split the output channels over a thread pool (the gemv in shares that
 // threads finish for each other: thread_pool::run_shares); every output is
 // computed by the same code whatever the thread count or the piece it falls
@@ -1672,10 +1673,28 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 // two B tiles a step, [steps][16 pairs][16 outputs] words (k, k + 1 of one
 // output in a word): from [out, in] rows by a 16 x 16 word transpose, from
 // [in, out] rows by interleaving two rows. Zeros past M, N and K.
+//
+// int8 weights (the int8 rule, exact; amx.hpp's tiles_int8): each row on its
+// 16-bit grid (to_int16_grid_rows), each value split into its signed high
+// byte and unsigned low byte; token tile t, k step s (64 k) is then the
+// high bytes' 16 rows of 64 and the low bytes' after them, 2 KiB at tiles +
+// (t * steps + s) * 2048. A panel's B tiles are [steps][16 quads][16
+// outputs] dwords (k .. k + 3 of one output in a dword), from [out, in]
+// rows by a 16 x 16 dword transpose. Sums stay int32 in the tiles over the
+// whole of K (at most 65536: 128 x 255 x 65536 < 2^31), and the store makes
+// 256 hi + lo in double (exact) and rounds it to float once: the exact
+// integer sum that the vpdpwssd gemm rounds once per 512 k.
 struct amx_activations {
-  const std::uint16_t* tiles = nullptr;
-  std::size_t steps = 0;  // K32 / 32
+  const char* tiles = nullptr;
+  std::size_t steps = 0;                // bf16: K32 / 32; int8: K64 / 64
+  std::size_t step_bytes = 1024;        // bytes of a token tile's k step: 1024 (bf16), 2048 (int8)
+  const float* row_scale = nullptr;     // int8: each row's grid step (to_int16_grid_rows), else null
 };
+
+// k per tile step and the largest K, for weights of type T.
+template <class T>
+inline constexpr std::size_t amx_k_step = std::is_same_v<T, std::int8_t> ? 64 : 32;
+inline constexpr std::size_t amx_int8_max_k = 65536;
 
 inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
   struct tiles_tag;
@@ -1700,7 +1719,49 @@ inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
           _mm512_store_si512(a + (t * S + s) * 512 + i * 32, v);
         }
   });
-  return {a, S};
+  return {reinterpret_cast<const char*>(a), S, 1024, nullptr};
+}
+
+inline amx_activations amx_pack_int8(matrix_view<const float> x, thread_pool* pool) {
+  struct tiles_tag;
+  const std::size_t M = x.rows, K = x.cols, S = (K + 63) / 64, T = (M + 15) / 16;
+  const int16_grid_rows grid = to_int16_grid_rows(x, 64 * S, pool);  // rows zero past K
+  std::int8_t* a = thread_buffer<tiles_tag, std::int8_t>(T * S * 2048);
+  const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, T);
+  parallel_run(pool, tasks, [&](std::size_t task) {
+    for (std::size_t t = T * task / tasks; t < T * (task + 1) / tasks; ++t)
+      for (std::size_t s = 0; s < S; ++s)
+        for (std::size_t i = 0; i < 16; ++i) {  // row i's 64 values: high bytes at line i, low bytes at line 16 + i
+          const std::size_t m = 16 * t + i;
+          std::int8_t* hi = a + (t * S + s) * 2048 + i * 64;
+          for (std::size_t h = 0; h < 2; ++h) {
+            const __m512i v = m < M ? _mm512_load_si512(grid.xq + m * 64 * S + 64 * s + 32 * h) : _mm512_setzero_si512();
+            _mm256_store_si256(reinterpret_cast<__m256i*>(hi + 32 * h), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(hi + 1024 + 32 * h), _mm512_cvtepi16_epi8(v));
+          }
+        }
+  });
+  return {reinterpret_cast<const char*>(a), S, 2048, grid.xs};
+}
+
+// The activations as the tiles take them for weights of type T.
+template <class T>
+inline amx_activations amx_pack_for(matrix_view<const float> x, thread_pool* pool) {
+  if constexpr (std::is_same_v<T, std::int8_t>) return amx_pack_int8(x, pool);
+  else return amx_pack(x, pool);
+}
+
+// An [out, in] panel's packing reads its rows a line at a time, 16 or 32
+// rows side by side; the hardware prefetchers lose them, and the loads
+// waited on memory for 83% of an int8 product of 8 rows. Each load
+// therefore prefetches its row amx_pack_prefetch_bytes ahead (within the
+// row: `left` bytes from `at`). [out, in] 65536 x 2560 from memory, 2
+// threads, GFLOP/s without and with (Xeon with AMX, 2026-12-07): int8 16
+// rows 381 / 513, 32 669 / 823, 128 1451 / 1701; bf16 16 rows 284 / 320, 128
+// 1327 / 1406; 128 to 384 bytes within a few percent of each other.
+inline constexpr std::size_t amx_pack_prefetch_bytes = 256;
+inline void amx_prefetch_row(const void* at, std::size_t left) noexcept {
+  if (left > amx_pack_prefetch_bytes) _mm_prefetch(static_cast<const char*>(at) + amx_pack_prefetch_bytes, _MM_HINT_T0);
 }
 
 // A panel's B tiles for one k block (the layout above): `outputs` (1 to 32)
@@ -1717,6 +1778,8 @@ inline void amx_pack_panel(weights_view<bfloat16> w, std::size_t np, std::size_t
       for (std::size_t s = 0; s < steps; ++s) {
         const std::size_t k = k0 + 32 * s, kn = k < K ? std::min<std::size_t>(32, K - k) : 0;
         const std::uint16_t* src = kn ? wd + n * w.stride + k : wd;  // nothing read past K
+        if (kn)
+          for (std::size_t i = 0; i < valid; ++i) amx_prefetch_row(src + i * w.stride, 2 * (K - k));
         transpose_pairs_16x16(src, w.stride, kn ? valid : 0, out + (j * steps + s) * 256, 16, 16, kn);
       }
     }
@@ -1740,26 +1803,55 @@ inline void amx_pack_panel(weights_view<bfloat16> w, std::size_t np, std::size_t
   }
 }
 
+// int8 [out, in] weights as the B tiles: output n + i's 64 k of a step, one
+// 64-byte row (masked at K), become dword column i of the step's 16 rows.
+inline void amx_pack_panel(weights_view<std::int8_t> w, std::size_t np, std::size_t outputs, std::size_t k0, std::size_t steps,
+                           std::uint32_t* out) noexcept {
+  assert(w.layout == weight_layout::out_in);
+  const std::size_t K = w.in;
+  for (std::size_t j = 0; 16 * j < outputs; ++j) {
+    const std::size_t n = np + 16 * j, valid = std::min<std::size_t>(16, outputs - 16 * j);
+    for (std::size_t s = 0; s < steps; ++s) {
+      const std::size_t k = k0 + 64 * s, kn = k < K ? std::min<std::size_t>(64, K - k) : 0;
+      const __mmask64 mask = kn >= 64 ? ~__mmask64{0} : (__mmask64{1} << kn) - 1;
+      __m512i v[16];
+      for (std::size_t i = 0; i < 16; ++i) {
+        const std::int8_t* row = w.data + (n + i) * w.stride + k;
+        if (i < valid && kn) {
+          amx_prefetch_row(row, K - k);
+          v[i] = _mm512_maskz_loadu_epi8(mask, row);
+        } else {
+          v[i] = _mm512_setzero_si512();
+        }
+      }
+      transpose_16x16_epi32(v);
+      for (std::size_t r = 0; r < 16; ++r) _mm512_store_si512(out + (j * steps + s) * 256 + r * 16, v[r]);
+    }
+  }
+}
+
 // The weights the panel after (np, k step s0) reads, for amx_prefetch: the
 // next 32 outputs of [n0, n1) in this k block, else the first of the next k
 // block, else those of the first k block (the next token block's).
-inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std::size_t n1, std::size_t np, std::size_t s0,
+template <class T>
+inline amx_prefetch amx_next_panel(weights_view<T> w, std::size_t n0, std::size_t n1, std::size_t np, std::size_t s0,
                                    std::size_t kc_steps, std::size_t S) noexcept {
+  constexpr std::size_t ks = amx_k_step<T>, bytes = sizeof(T);
   std::size_t n = np + 32, s = s0;
   if (n >= n1) {
     n = n0;
     s = s0 + kc_steps < S ? s0 + kc_steps : 0;
   }
-  const std::size_t k = 32 * s, kn = std::min(32 * kc_steps, w.in - std::min(w.in, k)), outputs = std::min<std::size_t>(32, n1 - n);
+  const std::size_t k = ks * s, kn = std::min(ks * kc_steps, w.in - std::min(w.in, k)), outputs = std::min<std::size_t>(32, n1 - n);
   amx_prefetch p;
-  p.stride = 2 * w.stride;
+  p.stride = bytes * w.stride;
   if (w.layout == weight_layout::out_in) {  // rows: outputs, k block along each
     p.row = reinterpret_cast<const char*>(w.data + n * w.stride + k);
-    p.per_row = (2 * kn + 63) / 64;
+    p.per_row = (bytes * kn + 63) / 64;
     p.left = outputs * p.per_row;
   } else {  // rows: the k block, outputs along each
     p.row = reinterpret_cast<const char*>(w.data + k * w.stride + n);
-    p.per_row = (2 * outputs + 63) / 64;
+    p.per_row = (bytes * outputs + 63) / 64;
     p.left = kn * p.per_row;
   }
   return p;
@@ -1774,36 +1866,67 @@ inline amx_prefetch amx_next_panel(weights_view<bfloat16> w, std::size_t n0, std
 // tiles pack a line of each of K rows per panel), 4 rows 65 / 34, 8 70 /
 // 66, 12 84 / 100.
 inline constexpr std::size_t amx_min_rows(weight_layout layout) noexcept { return layout == weight_layout::out_in ? 3 : 12; }
+// int8 ([out, in] only) from 10 rows: its vpdpwssd gemv tiles are faster
+// on this CPU than on bf16's, and the tiles take two products per product.
+// Same matrix, gemv against tiles: 6 rows 233 / 213, 8 278 / 279, 12 325 /
+// 391, 16 347 / 513, 64 455 / 1300 (the gemv's tiles run to 96 rows).
+#ifndef GRIFFIN_AMX_MIN_ROWS_INT8
+#define GRIFFIN_AMX_MIN_ROWS_INT8 10
+#endif
+inline constexpr std::size_t amx_min_rows_int8 = GRIFFIN_AMX_MIN_ROWS_INT8;
 
 // The MLP's second product when the AMX gemm runs its gated form
 // (amx_matmul_gated): the up half, whose sums meet the gate's in the store.
+template <class T>
 struct amx_up_half {
-  weights_view<bfloat16> w;
+  weights_view<T> w;
   const float* bias = nullptr;
 };
 
+// A 2 x rb block of int8 tiles' sums (tiles_int8: per token tile ti, hi j
+// at c + (2 ti rb + j) 256, lo j at + rb 256) as float sums [ti rb + j][16][16]:
+// 256 hi + lo, exact in double, rounded to float once.
+inline void amx_int8_sums(const std::int32_t* c, std::size_t ra, std::size_t rb, float* tile) noexcept {
+  for (std::size_t ti = 0; ti < ra; ++ti)
+    for (std::size_t j = 0; j < rb; ++j) {
+      const std::int32_t* hi = c + (2 * ti * rb + j) * 256;
+      const std::int32_t* lo = hi + rb * 256;
+      float* out = tile + (ti * rb + j) * 256;
+      for (std::size_t e = 0; e < 256; e += 8) {
+        const __m512d h = _mm512_cvtepi32_pd(_mm256_load_si256(reinterpret_cast<const __m256i*>(hi + e)));
+        const __m512d l = _mm512_cvtepi32_pd(_mm256_load_si256(reinterpret_cast<const __m256i*>(lo + e)));
+        _mm256_store_ps(out + e, _mm512_cvtpd_ps(_mm512_fmadd_pd(h, _mm512_set1_pd(256.0), l)));
+      }
+    }
+}
+
 // Output channels [n0, n1) of the AMX gemm, n0 a multiple of 32 and n1 - n0
 // at most amx_nc (amx_channels cuts a thread's share into such pieces):
-// cache blocks of amx_mc tokens x amx_kc k (the whole of K for up to
-// amx_whole_k_rows tokens); in each, a panel of 32 outputs is packed once
-// and passed by every pair of token tiles. Sums of all but the last k block
-// wait in cbuf. With `up`, each pair of token tiles also passes the up
+// cache blocks of amx_mc tokens x amx_kc / 32 k steps (the whole of K for
+// up to amx_whole_k_rows tokens); in each, a panel of 32 outputs is packed
+// once and passed by every pair of token tiles. Sums of all but the last k
+// block wait in cbuf. With `up`, each pair of token tiles also passes the up
 // half's panel of the same outputs, and the store writes
 // Gelu(gate sums + bias) x (up sums + up bias), Gelu = gelu_tanh_fn on
-// batches of Arch (16 lanes).
-template <class Tiles, class Arch = default_arch>
-inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
-                      std::size_t n0, std::size_t n1, bool accumulate, const amx_up_half* up = nullptr) {
+// batches of Arch (16 lanes). T: bfloat16 (tiles) or int8 (tiles_int8, one
+// call a token tile; the sums x the row's grid step x the channel's scale).
+template <class Tiles, class Arch = default_arch, class T>
+inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<T> w, const float* bias, matrix_view<float> y,
+                      std::size_t n0, std::size_t n1, bool accumulate, const amx_up_half<T>* up = nullptr) {
   struct c_tag;
   struct panel_tag;
+  constexpr bool int8 = std::is_same_v<T, std::int8_t>;
+  using sum_t = std::conditional_t<int8, std::int32_t, float>;
+  constexpr std::size_t pair_sums = int8 ? 2048 : 1024;  // a pair of token tiles' sums for 32 outputs
   const std::size_t S = act.steps, M16 = (M + 15) / 16 * 16, halves = up ? 2 : 1;
   const std::size_t pairs_max = (std::min(amx_mc, M16) + 31) / 32;  // token tile pairs a block
   const std::size_t kc_steps = M16 <= amx_whole_k_rows ? S : amx_kc / 32;
-  const std::size_t c_size = amx_nc / 32 * pairs_max * 1024, panel_size = 2 * kc_steps * 256;
-  float* cbuf = thread_buffer<c_tag, float>(halves * c_size);
+  const std::size_t c_size = amx_nc / 32 * pairs_max * pair_sums, panel_size = 2 * kc_steps * 256;
+  sum_t* cbuf = thread_buffer<c_tag, sum_t>(halves * c_size);
   std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(halves * panel_size);
   alignas(64) float tile[2][4 * 256];
-  const weights_view<bfloat16> ws[2] = {w, up ? up->w : w};
+  alignas(64) sum_t last_sums[2][int8 ? pair_sums : 1];  // int8: the last k block's sums
+  const weights_view<T> ws[2] = {w, up ? up->w : w};
   for (std::size_t mc0 = 0; mc0 < M16; mc0 += amx_mc) {
     const std::size_t mc = std::min(amx_mc, M16 - mc0), pairs = (mc + 31) / 32;
     for (std::size_t s0 = 0; s0 < S; s0 += kc_steps) {
@@ -1815,7 +1938,7 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
         amx_prefetch next[2];
         for (std::size_t h = 0; h < halves; ++h) {
           std::uint32_t* p = panel + h * panel_size;
-          amx_pack_panel(ws[h], np, std::min<std::size_t>(32, n1 - np), 32 * s0, steps, p);
+          amx_pack_panel(ws[h], np, std::min<std::size_t>(32, n1 - np), amx_k_step<T> * s0, steps, p);
           b[h][0] = reinterpret_cast<const char*>(p);
           b[h][1] = reinterpret_cast<const char*>(p + (rb - 1) * steps * 256);
           // Whole rows of k are sequential reads the hardware prefetchers
@@ -1825,13 +1948,23 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
         }
         for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
           const std::size_t ra = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles
-          const std::uint16_t* a0 = act.tiles + ((mt / 16) * S + s0) * 512;
-          const char* a[2] = {reinterpret_cast<const char*>(a0), reinterpret_cast<const char*>(a0 + (ra - 1) * S * 512)};
+          const char* a0 = act.tiles + ((mt / 16) * S + s0) * act.step_bytes;
+          const char* a[2] = {a0, a0 + (ra - 1) * S * act.step_bytes};
           for (std::size_t h = 0; h < halves; ++h) {
-            float* c = cbuf + h * c_size + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * 1024;
-            amx_dispatch(ra, rb, [&](auto ra_c, auto rb_c) {
-              Tiles::template tiles<ra_c, rb_c>(a, 64, 1024, b[h], steps, first ? nullptr : c, last ? tile[h] : c, next[h]);
-            });
+            sum_t* c = cbuf + h * c_size + ((np - n0) / 32 * pairs_max + (mt - mc0) / 32) * pair_sums;
+            if constexpr (int8) {
+              std::int32_t* c_out = last ? last_sums[h] : c;
+              for (std::size_t ti = 0; ti < ra; ++ti)
+                amx_dispatch(1, rb, [&](auto, auto rb_c) {
+                  const std::size_t at = 2 * ti * rb_c * 256;
+                  Tiles::template tiles_int8<rb_c>(a[ti], steps, b[h], first ? nullptr : c + at, c_out + at, next[h]);
+                });
+              if (last) amx_int8_sums(c_out, ra, rb, tile[h]);
+            } else {
+              amx_dispatch(ra, rb, [&](auto ra_c, auto rb_c) {
+                Tiles::template tiles<ra_c, rb_c>(a, 64, 1024, b[h], steps, first ? nullptr : c, last ? tile[h] : c, next[h]);
+              });
+            }
           }
           if (!last) continue;
           // Tile (ti, wj): [16 tokens][16 outputs] at tile + (ti * rb + wj) * 256.
@@ -1841,15 +1974,24 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
             const std::size_t tokens = std::min<std::size_t>(16, M - m);
             for (std::size_t wj = 0; wj < rb; ++wj) {
               const std::size_t n = np + 16 * wj, valid = std::min<std::size_t>(16, n1 - n);
-              const float* t = tile[0] + (ti * rb + wj) * 256;
               const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+              // Token tk's sums of half h as the product's outputs before
+              // the bias: int8's x the row's grid step x the channel's scale.
+              const auto sums = [&](std::size_t h, std::size_t tk) {
+                __m512 v = _mm512_load_ps(tile[h] + (ti * rb + wj) * 256 + tk * 16);
+                if constexpr (int8) {
+                  v = _mm512_mul_ps(v, _mm512_set1_ps(act.row_scale[m + tk]));
+                  if (ws[h].scale) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, ws[h].scale + n));
+                  asm("" : "+v"(v));  // rounded here: no compiler may fuse it with the bias's add (-ffp-contract)
+                }
+                return v;
+              };
               const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
               if (up) {
                 static_assert(lanes<Arch> == 16, "the gated store takes 16-lane batches");
-                const float* tu = tile[1] + (ti * rb + wj) * 256;
                 const __m512 buv = up->bias ? _mm512_maskz_loadu_ps(mask, up->bias + n) : _mm512_setzero_ps();
                 for (std::size_t tk = 0; tk < tokens; ++tk) {
-                  __m512 g = _mm512_load_ps(t + tk * 16), u = _mm512_load_ps(tu + tk * 16);
+                  __m512 g = sums(0, tk), u = sums(1, tk);
                   if (bias) g = _mm512_add_ps(g, bv);
                   if (up->bias) u = _mm512_add_ps(u, buv);
                   const batch<Arch> v = gelu_tanh_fn{}(batch<Arch>(g)) * batch<Arch>(u);
@@ -1859,7 +2001,7 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
               }
               for (std::size_t tk = 0; tk < tokens; ++tk) {
                 float* o = y.row(m + tk) + n;
-                __m512 v = _mm512_load_ps(t + tk * 16);
+                __m512 v = sums(0, tk);
                 if (bias) v = _mm512_add_ps(v, bv);
                 if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), v);
                 _mm512_mask_storeu_ps(o, mask, v);
@@ -1872,9 +2014,9 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<bf
   }
 }
 
-template <class Tiles, class Arch = default_arch>
-inline void amx_channels(const amx_activations& act, std::size_t M, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
-                         std::size_t n0, std::size_t n1, bool accumulate, const amx_up_half* up = nullptr) {
+template <class Tiles, class Arch = default_arch, class T>
+inline void amx_channels(const amx_activations& act, std::size_t M, weights_view<T> w, const float* bias, matrix_view<float> y,
+                         std::size_t n0, std::size_t n1, bool accumulate, const amx_up_half<T>* up = nullptr) {
   Tiles::configure();
   for (std::size_t p = n0; p < n1; p += amx_nc) amx_piece<Tiles, Arch>(act, M, w, bias, y, p, std::min(n1, p + amx_nc), accumulate, up);
   Tiles::release();
@@ -1884,11 +2026,12 @@ inline void amx_channels(const amx_activations& act, std::size_t M, weights_view
 /// (amx_hardware_tiles: what matmul runs where amx_enabled();
 /// amx_emulated_tiles: the same blocking on the scalar model, for tests),
 /// split over `pool` in work-stealing shares of 32 channels (or on the
-/// calling thread when null).
-template <class Tiles>
-inline void amx_matmul(matrix_view<const float> x, weights_view<bfloat16> w, const float* bias, matrix_view<float> y,
-                       bool accumulate, thread_pool* pool) {
-  const amx_activations act = amx_pack(x, pool);
+/// calling thread when null). T: bfloat16 (either layout), or int8 [out,
+/// in] with K at most amx_int8_max_k.
+template <class Tiles, class T>
+inline void amx_matmul(matrix_view<const float> x, weights_view<T> w, const float* bias, matrix_view<float> y, bool accumulate,
+                       thread_pool* pool) {
+  const amx_activations act = amx_pack_for<T>(x, pool);
   const auto channels = [&](std::size_t n0, std::size_t n1) { amx_channels<Tiles>(act, x.rows, w, bias, y, n0, n1, accumulate); };
   if (pool && pool->size() > 1) pool->run_shares(w.out, 32, amx_nc / 32, channels);
   else channels(0, w.out);
@@ -1897,16 +2040,34 @@ inline void amx_matmul(matrix_view<const float> x, weights_view<bfloat16> w, con
 /// y [M, N] = Gelu(x Wg^T + bg) x (x Wu^T + bu) in one pass on the tiles of
 /// `Tiles`: the activations packed once, each output's two sums as
 /// amx_matmul computes them, Gelu = gelu_tanh_fn on batches of Arch.
-template <class Tiles, class Arch = default_arch>
-inline void amx_matmul_gated(matrix_view<const float> x, weights_view<bfloat16> wg, const float* bg, weights_view<bfloat16> wu,
-                             const float* bu, matrix_view<float> y, thread_pool* pool) {
-  const amx_activations act = amx_pack(x, pool);
-  const amx_up_half up{wu, bu};
+template <class Tiles, class Arch = default_arch, class T>
+inline void amx_matmul_gated(matrix_view<const float> x, weights_view<T> wg, const float* bg, weights_view<T> wu, const float* bu,
+                             matrix_view<float> y, thread_pool* pool) {
+  const amx_activations act = amx_pack_for<T>(x, pool);
+  const amx_up_half<T> up{wu, bu};
   const auto channels = [&](std::size_t n0, std::size_t n1) {
     amx_channels<Tiles, Arch>(act, x.rows, wg, bg, y, n0, n1, false, &up);
   };
   if (pool && pool->size() > 1) pool->run_shares(wg.out, 32, amx_nc / 32, channels);
   else channels(0, wg.out);
+}
+
+// The weight types the CPU's tiles serve in this build.
+template <class T>
+inline constexpr bool amx_type = std::is_same_v<T, bfloat16> || (GRIFFIN_AMX_INT8 && std::is_same_v<T, std::int8_t>);
+
+// Whether matmul runs weights w with M activation rows on the CPU's tiles:
+// bf16 from amx_min_rows, int8 ([out, in], K <= amx_int8_max_k) from
+// amx_min_rows_int8, where the build has them and they are enabled.
+template <class T>
+inline bool amx_serves(weights_view<T> w, std::size_t M) noexcept {
+  if constexpr (!amx_type<T>)
+    return false;
+  else if constexpr (std::is_same_v<T, bfloat16>)
+    return M >= amx_min_rows(w.layout) && amx_enabled();
+  else
+    return w.layout == weight_layout::out_in && w.in <= amx_int8_max_k && M >= amx_min_rows_int8 &&
+           amx_enabled();
 }
 #endif
 
@@ -1959,9 +2120,8 @@ inline void matmul(matrix_view<const float> x, weights_view<T> w, const float* b
   };
 
 #if GRIFFIN_AMX
-  if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
-    if (M >= detail::amx_min_rows(w.layout) && amx_enabled())
-      return detail::amx_matmul<detail::amx_hardware_tiles>(x, w, bias, y, accumulate, threads > 1 ? pool : nullptr);
+  if constexpr (detail::amx_type<T> && std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    if (detail::amx_serves(w, M)) return detail::amx_matmul<detail::amx_hardware_tiles>(x, w, bias, y, accumulate, threads > 1 ? pool : nullptr);
   }
 #endif
   if (M >= gemm_min_rows<T, Arch>) {
@@ -2055,11 +2215,10 @@ template <class Arch = default_arch, WeightElement T>
                                        [[maybe_unused]] const float* bu, [[maybe_unused]] matrix_view<float> y,
                                        [[maybe_unused]] thread_pool* pool = nullptr) {
 #if GRIFFIN_AMX
-  if constexpr (std::is_same_v<T, bfloat16> && std::is_base_of_v<xsimd::avx512bw, Arch> && lanes<Arch> == 16) {
+  if constexpr (detail::amx_type<T> && std::is_base_of_v<xsimd::avx512bw, Arch> && lanes<Arch> == 16) {
     const std::size_t M = x.rows, N = wg.out, K = wg.in;
     assert(wu.out == N && wu.in == K && x.cols == K && y.rows == M && y.cols == N);
-    const std::size_t min_rows = std::max(detail::amx_min_rows(wg.layout), detail::amx_min_rows(wu.layout));
-    if (M >= min_rows && N > 0 && K > 0 && amx_enabled()) {
+    if (detail::amx_serves(wg, M) && detail::amx_serves(wu, M) && N > 0 && K > 0) {
       const bool threaded = pool && pool->size() > 1 && M * N * K >= (std::size_t{1} << 18);
       detail::amx_matmul_gated<detail::amx_hardware_tiles, Arch>(x, wg, bg, wu, bu, y, threaded ? pool : nullptr);
       return true;
