@@ -707,25 +707,36 @@ TEST_CASE("gemv prefetch distances change no result and can be set and restored"
 // Integer sums at their largest: weights -128 and activations on the ends
 // of their grids (+-32767) over K past the gemv's 8192-element and the
 // gemm's 512-element integer blocks, on the gemv rows, the batched tile and
-// the packed gemm. A wrapped int32 sum would flip a sign or lose 2^32.
+// the packed gemm; and at 16 rows over K = 65536, the longest the AMX int8
+// tiles sum in int32 (the low bytes' sum of row 0 is then 255 x -128 x
+// 65536, 2^31 - 8388608), and over 65856, where that sum would wrap and
+// matmul must leave the tiles (with the limit raised to 70000 this test
+// failed). A wrapped int32 sum would flip a sign or lose 2^32.
 TEST_CASE_TEMPLATE_DEFINE("int8 matmul sums the largest products over long rows without overflow", Arch, int8_extreme_id) {
   griffin_test::require_runnable<Arch>();
-  const std::size_t K = 2 * 8192 + 37, N = 5;
-  std::vector<std::int8_t> w(N * K, std::int8_t{-128});
-  for (std::size_t k = 0; k < K; k += 3) w[2 * K + k] = 127;  // one row of mixed signs
-  const std::vector<float> scale(N, 1e-3f);
+  const std::size_t N = 5, M_max = kernels::gemm_min_rows<std::int8_t, Arch> + 4;
+#if GRIFFIN_AMX_GEMM
+  static_assert(kernels::detail::amx_int8_max_k == 65536, "the long rows below sit at the AMX int8 limit");
+#endif
   thread_pool two(2);
-  for (std::size_t M : {std::size_t{1}, std::size_t{6}, std::size_t{40}, kernels::gemm_min_rows<std::int8_t, Arch> + 4}) {
-    CAPTURE(M);
-    std::vector<float> x(M * K);
-    for (std::size_t m = 0; m < M; ++m)
-      for (std::size_t k = 0; k < K; ++k) x[m * K + k] = (m % 2 ? -1.0f : 1.0f) * (k % 5 == 4 && m % 3 == 2 ? -1.0f : 1.0f);
-    std::vector<float> y(M * N), ref(M * N);
-    const kernels::matrix_view<const float> xv{x.data(), M, K, K};
-    kernels::matmul<Arch>(xv, kernels::out_in(w.data(), N, K, scale.data()), nullptr, {y.data(), M, N, N}, false, &two);
-    kernels::matmul_scalar(xv, kernels::out_in(w.data(), N, K, scale.data()), nullptr, {ref.data(), M, N, N}, false);
-    for (std::size_t i = 0; i < M * N; ++i) CHECK(y[i] == doctest::Approx(ref[i]).epsilon(1e-5));
-    CHECK(y[0] == doctest::Approx(-0.128 * static_cast<double>(K)).epsilon(1e-5));
+  for (std::size_t K : {std::size_t{2 * 8192 + 37}, std::size_t{65536}, std::size_t{65536 + 320}}) {
+    CAPTURE(K);
+    std::vector<std::int8_t> w(N * K, std::int8_t{-128});
+    for (std::size_t k = 0; k < K; k += 3) w[2 * K + k] = 127;  // one row of mixed signs
+    const std::vector<float> scale(N, 1e-3f);
+    for (std::size_t M : {std::size_t{1}, std::size_t{6}, std::size_t{16}, std::size_t{40}, M_max}) {
+      if (K > 20000 && M != 16) continue;
+      CAPTURE(M);
+      std::vector<float> x(M * K);
+      for (std::size_t m = 0; m < M; ++m)
+        for (std::size_t k = 0; k < K; ++k) x[m * K + k] = (m % 2 ? -1.0f : 1.0f) * (k % 5 == 4 && m % 3 == 2 ? -1.0f : 1.0f);
+      std::vector<float> y(M * N), ref(M * N);
+      const kernels::matrix_view<const float> xv{x.data(), M, K, K};
+      kernels::matmul<Arch>(xv, kernels::out_in(w.data(), N, K, scale.data()), nullptr, {y.data(), M, N, N}, false, &two);
+      kernels::matmul_scalar(xv, kernels::out_in(w.data(), N, K, scale.data()), nullptr, {ref.data(), M, N, N}, false);
+      for (std::size_t i = 0; i < M * N; ++i) CHECK(y[i] == doctest::Approx(ref[i]).epsilon(1e-5));
+      CHECK(y[0] == doctest::Approx(-0.128 * static_cast<double>(K)).epsilon(1e-5));
+    }
   }
 }
 TEST_CASE_TEMPLATE_APPLY(int8_extreme_id, griffin_test::test_archs);

@@ -1725,6 +1725,7 @@ inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
 inline amx_activations amx_pack_int8(matrix_view<const float> x, thread_pool* pool) {
   struct tiles_tag;
   const std::size_t M = x.rows, K = x.cols, S = (K + 63) / 64, T = (M + 15) / 16;
+  assert(K <= amx_int8_max_k);  // the int32 tile sums' limit
   const int16_grid_rows grid = to_int16_grid_rows(x, 64 * S, pool);  // rows zero past K
   std::int8_t* a = thread_buffer<tiles_tag, std::int8_t>(T * S * 2048);
   const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, T);
