@@ -86,9 +86,10 @@ inline std::atomic<bool>& amx_switch() noexcept {
 
 }  // namespace detail
 
-/// True where bf16 products with at least amx_min_rows activation rows run
-/// on AMX tiles: compiled in, granted by the OS, and switched on (the
-/// default unless GRIFFIN_AMX=0 is in the environment).
+/// True where bf16 products with at least amx_min_rows activation rows (and,
+/// where the build has AMX-INT8, int8 [out, in] ones with at least
+/// amx_min_rows_int8) run on AMX tiles: compiled in, granted by the OS, and
+/// switched on (the default unless GRIFFIN_AMX=0 is in the environment).
 [[nodiscard]] inline bool amx_enabled() noexcept { return detail::amx_switch().load(std::memory_order_relaxed) && detail::amx_granted(); }
 
 /// Switches the AMX path on or off for the whole process (for comparisons);
