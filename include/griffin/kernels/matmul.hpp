@@ -1675,7 +1675,7 @@ inline void gemm_channels(const packed_element<T, Arch>* a, const float* row_sca
 // [in, out] rows by interleaving two rows. Zeros past M, N and K.
 //
 // int8 weights (the int8 rule, exact; amx.hpp's tiles_int8): each row on its
-// 16-bit grid (to_int16_grid_rows), each value split into its signed high
+// 16-bit grid (to_int16_grid), each value split into its signed high
 // byte and unsigned low byte; token tile t, k step s (64 k) is then the
 // high bytes' 16 rows of 64 and the low bytes' after them, 2 KiB at tiles +
 // (t * steps + s) * 2048. A panel's B tiles are [steps][16 quads][16
@@ -1724,25 +1724,33 @@ inline amx_activations amx_pack(matrix_view<const float> x, thread_pool* pool) {
 
 inline amx_activations amx_pack_int8(matrix_view<const float> x, thread_pool* pool) {
   struct tiles_tag;
+  struct xs_tag;
+  struct row_tag;
   const std::size_t M = x.rows, K = x.cols, S = (K + 63) / 64, T = (M + 15) / 16;
   assert(K <= amx_int8_max_k);  // the int32 tile sums' limit
-  const int16_grid_rows grid = to_int16_grid_rows(x, 64 * S, pool);  // rows zero past K
   std::int8_t* a = thread_buffer<tiles_tag, std::int8_t>(T * S * 2048);
+  float* xs = thread_buffer<xs_tag, float>(M);
   const std::size_t tasks = std::min<std::size_t>(pool ? pool->size() : 1, T);
+  // Each row on its grid into a row buffer of the task's thread (in L1 or
+  // L2), then split into its 64-value lines: high bytes at tile line i, low
+  // bytes at line 16 + i of each k step's 2 KiB.
   parallel_run(pool, tasks, [&](std::size_t task) {
+    std::int16_t* row = thread_buffer<row_tag, std::int16_t>(64 * S);
     for (std::size_t t = T * task / tasks; t < T * (task + 1) / tasks; ++t)
-      for (std::size_t s = 0; s < S; ++s)
-        for (std::size_t i = 0; i < 16; ++i) {  // row i's 64 values: high bytes at line i, low bytes at line 16 + i
-          const std::size_t m = 16 * t + i;
+      for (std::size_t i = 0; i < 16; ++i) {
+        const std::size_t m = 16 * t + i;
+        if (m < M) xs[m] = to_int16_grid(x.row(m), row, K, 64 * S);  // zeros past K
+        for (std::size_t s = 0; s < S; ++s) {
           std::int8_t* hi = a + (t * S + s) * 2048 + i * 64;
           for (std::size_t h = 0; h < 2; ++h) {
-            const __m512i v = m < M ? _mm512_load_si512(grid.xq + m * 64 * S + 64 * s + 32 * h) : _mm512_setzero_si512();
+            const __m512i v = m < M ? _mm512_load_si512(row + 64 * s + 32 * h) : _mm512_setzero_si512();
             _mm256_store_si256(reinterpret_cast<__m256i*>(hi + 32 * h), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
             _mm256_store_si256(reinterpret_cast<__m256i*>(hi + 1024 + 32 * h), _mm512_cvtepi16_epi8(v));
           }
         }
+      }
   });
-  return {reinterpret_cast<const char*>(a), S, 2048, grid.xs};
+  return {reinterpret_cast<const char*>(a), S, 2048, xs};
 }
 
 // The activations as the tiles take them for weights of type T.
