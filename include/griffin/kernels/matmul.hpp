@@ -1059,22 +1059,30 @@ inline void transpose_16x16_epi32(__m512i* r) noexcept {
   }
 }
 
-// Pairs of 16-bit values as 32-bit words, transposed 16 x 16: row i of src
-// (src + i * lds, 32 values, those from cols on read as zero; zeros for
-// i >= rows) gives word i of dst rows
-// j < count (dst + j * ldd), its j-th pair. The packing of bf16 and int16
-// activation pairs (gemm, AMX) goes through it.
-inline void transpose_pairs_16x16(const std::uint16_t* src, std::size_t lds, std::size_t rows, std::uint32_t* dst,
-                                  std::size_t ldd, std::size_t count, std::size_t cols = 32) noexcept {
+// 64-byte lines as 16 x 16 32-bit words, transposed: line i of src (src +
+// i * lds bytes; its bytes from `bytes` on read as zero, and not read;
+// zeros for i >= rows) gives word i of dst rows j < count (dst + j * ldd),
+// its j-th word.
+inline void transpose_lines_16x16(const char* src, std::size_t lds, std::size_t rows, std::uint32_t* dst, std::size_t ldd,
+                                  std::size_t count, std::size_t bytes = 64) noexcept {
   __m512i v[16];
-  if (cols >= 32) {
+  if (bytes >= 64) {
     for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_loadu_si512(src + i * lds) : _mm512_setzero_si512();
-  } else {  // values [cols, 32) of each row read as zero, and not read
-    const __mmask32 mask = static_cast<__mmask32>((std::uint64_t{1} << cols) - 1);
-    for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_maskz_loadu_epi16(mask, src + i * lds) : _mm512_setzero_si512();
+  } else {
+    const __mmask64 mask = (__mmask64{1} << bytes) - 1;
+    for (std::size_t i = 0; i < 16; ++i) v[i] = i < rows ? _mm512_maskz_loadu_epi8(mask, src + i * lds) : _mm512_setzero_si512();
   }
   transpose_16x16_epi32(v);
   for (std::size_t j = 0; j < count; ++j) _mm512_storeu_si512(dst + j * ldd, v[j]);
+}
+
+// Pairs of 16-bit values as 32-bit words, transposed 16 x 16: row i of src
+// (src + i * lds, 32 values; zeros for i >= rows) gives word i of dst rows
+// j < count (dst + j * ldd), its j-th pair. The packing of bf16 and int16
+// activation pairs (gemm) goes through it.
+inline void transpose_pairs_16x16(const std::uint16_t* src, std::size_t lds, std::size_t rows, std::uint32_t* dst,
+                                  std::size_t ldd, std::size_t count) noexcept {
+  transpose_lines_16x16(reinterpret_cast<const char*>(src), 2 * lds, rows, dst, ldd, count);
 }
 #endif
 
@@ -1688,7 +1696,7 @@ struct amx_activations {
   const char* tiles = nullptr;
   std::size_t steps = 0;                // bf16: K32 / 32; int8: K64 / 64
   std::size_t step_bytes = 1024;        // bytes of a token tile's k step: 1024 (bf16), 2048 (int8)
-  const float* row_scale = nullptr;     // int8: each row's grid step (to_int16_grid_rows), else null
+  const float* row_scale = nullptr;     // int8: each row's grid step (to_int16_grid), else null
 };
 
 // k per tile step and the largest K, for weights of type T.
@@ -1775,25 +1783,34 @@ inline void amx_prefetch_row(const void* at, std::size_t left) noexcept {
 
 // A panel's B tiles for one k block (the layout above): `outputs` (1 to 32)
 // outputs from np, tile j (outputs np + 16 j on) at out + j * steps * 256
-// words, step s at + s * 256; a second tile only where outputs > 16.
+// words, step s at + s * 256; a second tile only where outputs > 16. From
+// [out, in] rows (bf16 or int8): output n + i's k step, one 64-byte line of
+// its row (32 bf16 or 64 int8, zero past K), becomes word i of the step's
+// 16 rows.
+template <class T>
+inline void amx_pack_panel_out_in(weights_view<T> w, std::size_t np, std::size_t outputs, std::size_t k0, std::size_t steps,
+                                  std::uint32_t* out) noexcept {
+  assert(w.layout == weight_layout::out_in);
+  constexpr std::size_t ks = amx_k_step<T>, bytes = sizeof(T);
+  const std::size_t K = w.in;
+  const auto* wd = reinterpret_cast<const char*>(w.data);
+  for (std::size_t j = 0; 16 * j < outputs; ++j) {
+    const std::size_t n = np + 16 * j, valid = std::min<std::size_t>(16, outputs - 16 * j);
+    for (std::size_t s = 0; s < steps; ++s) {
+      const std::size_t k = k0 + ks * s, kn = k < K ? std::min(ks, K - k) : 0;
+      const char* src = kn ? wd + bytes * (n * w.stride + k) : wd;  // nothing read past K
+      if (kn)
+        for (std::size_t i = 0; i < valid; ++i) amx_prefetch_row(src + i * bytes * w.stride, bytes * (K - k));
+      transpose_lines_16x16(src, bytes * w.stride, kn ? valid : 0, out + (j * steps + s) * 256, 16, 16, bytes * kn);
+    }
+  }
+}
+
 inline void amx_pack_panel(weights_view<bfloat16> w, std::size_t np, std::size_t outputs, std::size_t k0, std::size_t steps,
                            std::uint32_t* out) noexcept {
+  if (w.layout == weight_layout::out_in) return amx_pack_panel_out_in(w, np, outputs, k0, steps, out);
   const std::size_t K = w.in;
   const auto* wd = reinterpret_cast<const std::uint16_t*>(w.data);
-  if (w.layout == weight_layout::out_in) {
-    // Weight row n + i, k [k, k + 32): the i-th word of each of 16 pair rows.
-    for (std::size_t j = 0; 16 * j < outputs; ++j) {
-      const std::size_t n = np + 16 * j, valid = std::min<std::size_t>(16, outputs - 16 * j);
-      for (std::size_t s = 0; s < steps; ++s) {
-        const std::size_t k = k0 + 32 * s, kn = k < K ? std::min<std::size_t>(32, K - k) : 0;
-        const std::uint16_t* src = kn ? wd + n * w.stride + k : wd;  // nothing read past K
-        if (kn)
-          for (std::size_t i = 0; i < valid; ++i) amx_prefetch_row(src + i * w.stride, 2 * (K - k));
-        transpose_pairs_16x16(src, w.stride, kn ? valid : 0, out + (j * steps + s) * 256, 16, 16, kn);
-      }
-    }
-    return;
-  }
   // Rows k and k + 1, one 64-byte load each, interleaved by word: word
   // (pair q, output o) = W[k0 + 2q][n + o] | W[k0 + 2q + 1][n + o] << 16.
   alignas(64) static constexpr std::int16_t lo_words[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
@@ -1812,31 +1829,10 @@ inline void amx_pack_panel(weights_view<bfloat16> w, std::size_t np, std::size_t
   }
 }
 
-// int8 [out, in] weights as the B tiles: output n + i's 64 k of a step, one
-// 64-byte row (masked at K), become dword column i of the step's 16 rows.
+// int8 weights: [out, in] only (amx_serves).
 inline void amx_pack_panel(weights_view<std::int8_t> w, std::size_t np, std::size_t outputs, std::size_t k0, std::size_t steps,
                            std::uint32_t* out) noexcept {
-  assert(w.layout == weight_layout::out_in);
-  const std::size_t K = w.in;
-  for (std::size_t j = 0; 16 * j < outputs; ++j) {
-    const std::size_t n = np + 16 * j, valid = std::min<std::size_t>(16, outputs - 16 * j);
-    for (std::size_t s = 0; s < steps; ++s) {
-      const std::size_t k = k0 + 64 * s, kn = k < K ? std::min<std::size_t>(64, K - k) : 0;
-      const __mmask64 mask = kn >= 64 ? ~__mmask64{0} : (__mmask64{1} << kn) - 1;
-      __m512i v[16];
-      for (std::size_t i = 0; i < 16; ++i) {
-        const std::int8_t* row = w.data + (n + i) * w.stride + k;
-        if (i < valid && kn) {
-          amx_prefetch_row(row, K - k);
-          v[i] = _mm512_maskz_loadu_epi8(mask, row);
-        } else {
-          v[i] = _mm512_setzero_si512();
-        }
-      }
-      transpose_16x16_epi32(v);
-      for (std::size_t r = 0; r < 16; ++r) _mm512_store_si512(out + (j * steps + s) * 256 + r * 16, v[r]);
-    }
-  }
+  amx_pack_panel_out_in(w, np, outputs, k0, steps, out);
 }
 
 // The weights the panel after (np, k step s0) reads, for amx_prefetch: the
