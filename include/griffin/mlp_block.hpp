@@ -12,7 +12,6 @@
 #include <array>
 #include <cstddef>
 #include <string>
-#include <type_traits>
 
 #include "griffin/detail/scratch.hpp"
 #include "griffin/kernels/simd.hpp"
@@ -63,17 +62,13 @@ struct mlp_block {
   // gelu(x gate + b) * (x up + b) in one pass where kernels::matmul_gated
   // serves the stored type (bf16 and int8 on AMX); false where it does not.
   static bool gated(const weights& w, const float* x, float* out, std::size_t rows, thread_pool* pool) {
-    const dtype type = w.gate.weight.type();
-    if (w.up.weight.type() != type) return false;
+    if (w.up.weight.type() != w.gate.weight.type()) return false;
     const std::size_t D = w.gate.in(), F = w.gate.out();
-    const auto run = [&]<class T>(std::type_identity<T>) {
-      return kernels::matmul_gated<default_arch>({x, rows, D, D}, w.gate.weight.view<T>(), w.gate.bias.empty() ? nullptr : w.gate.bias.data(),
+    return w.gate.weight.visit([&]<class T>(kernels::weights_view<T> gate) {
+      return kernels::matmul_gated<default_arch>({x, rows, D, D}, gate, w.gate.bias.empty() ? nullptr : w.gate.bias.data(),
                                                  w.up.weight.view<T>(), w.up.bias.empty() ? nullptr : w.up.bias.data(),
                                                  kernels::dense(out, rows, F), pool);
-    };
-    if (type == dtype::bf16) return run(std::type_identity<bfloat16>{});
-    if (type == dtype::i8) return run(std::type_identity<std::int8_t>{});
-    return false;
+    });
   }
 };
 

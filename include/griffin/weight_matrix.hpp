@@ -155,11 +155,20 @@ class weight_matrix {
   template <class Arch = default_arch>
   void apply(const float* x, std::size_t ldx, const float* bias, float* y, std::size_t ldy, std::size_t M,
              bool accumulate = false, thread_pool* pool = nullptr) const {
+    const kernels::matrix_view<const float> xv{x, M, in_, ldx};
+    const kernels::matrix_view<float> yv{y, M, out_, ldy};
+    visit([&](auto w) { kernels::matmul<Arch>(xv, w, bias, yv, accumulate, pool); });
+  }
+
+  /// f(view<T>()) for the stored type T (F32, BF16, F16, I8): the one place
+  /// a stored type becomes a kernel's element type.
+  template <class F>
+  decltype(auto) visit(F&& f) const {
     switch (type_) {
-      case dtype::bf16: return apply_as<Arch, bfloat16>(x, ldx, bias, y, ldy, M, accumulate, pool);
-      case dtype::f16: return apply_as<Arch, float16>(x, ldx, bias, y, ldy, M, accumulate, pool);
-      case dtype::i8: return apply_as<Arch, std::int8_t>(x, ldx, bias, y, ldy, M, accumulate, pool);
-      default: return apply_as<Arch, float>(x, ldx, bias, y, ldy, M, accumulate, pool);
+      case dtype::bf16: return f(view<bfloat16>());
+      case dtype::f16: return f(view<float16>());
+      case dtype::i8: return f(view<std::int8_t>());
+      default: return f(view<float>());
     }
   }
 
@@ -184,14 +193,6 @@ class weight_matrix {
   }
 
  private:
-  template <class Arch, class T>
-  void apply_as(const float* x, std::size_t ldx, const float* bias, float* y, std::size_t ldy, std::size_t M,
-                bool accumulate, thread_pool* pool) const {
-    const kernels::matrix_view<const float> xv{x, M, in_, ldx};
-    const kernels::matrix_view<float> yv{y, M, out_, ldy};
-    kernels::matmul<Arch>(xv, view<T>(), bias, yv, accumulate, pool);
-  }
-
   dtype type_ = dtype::f32;
   weight_layout layout_ = weight_layout::out_in;
   const std::byte* data_ = nullptr;
