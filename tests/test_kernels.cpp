@@ -704,6 +704,19 @@ TEST_CASE("gemv prefetch distances change no result and can be set and restored"
   CHECK(kernels::gemv_prefetch() == was);
 }
 
+// The distances each CPU starts with, as gemv_prefetch_distances documents
+// them (this build sets no GRIFFIN_GEMV_*PREFETCH* override).
+TEST_CASE("gemv prefetch distances start at the documented choice for the CPU's vendor and family") {
+  const std::string_view vendor = kernels::detail::cpu_vendor();
+  CHECK((vendor.empty() || vendor.size() == 12));
+  kernels::gemv_prefetch_distances expected;
+  if (vendor == "AuthenticAMD" && kernels::detail::amd_cpu_family() >= 0x1a) expected = {0, 6144, 0};
+  else if (vendor == "GenuineIntel") expected = {4096, 6144, 0};
+  else expected = {4096, 6144, 16384};
+  CHECK(kernels::detail::cpu_gemv_prefetch() == expected);
+  if (vendor != "AuthenticAMD") CHECK(kernels::detail::amd_cpu_family() == 0);
+}
+
 // Integer sums at their largest: weights -128 and activations on the ends
 // of their grids (+-32767) over K past the gemv's 8192-element and the
 // gemm's 512-element integer blocks, on the gemv rows, the batched tile and
