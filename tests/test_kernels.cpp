@@ -346,7 +346,8 @@ std::size_t for_each_amx_shape(std::initializer_list<std::size_t> Ks, std::initi
 // pool) against matmul_scalar and against the vdpbf16ps gemm it replaces
 // (the same products; each output one chain over k either way), over its
 // edges: K past and short of a 32-wide step and of the k block, tokens short
-// of a 16-token tile (from amx_min_rows), past one and past a token block,
+// of a 16-token tile (from amx_min_rows), past one, past amx_whole_k_rows
+// (200: the whole of K by amx_whole_k_bytes) and past a token block,
 // channels past a tile, a panel and a piece; both layouts (weights at an odd
 // element offset, and rows padded past their length in some cases: the
 // packing reads them at their stride), one thread and two.
@@ -356,7 +357,7 @@ void check_amx_gemm(Run&& run) {
   using kernels::detail::amx_mc;
   using kernels::detail::amx_nc;
   const std::size_t runs = for_each_amx_shape(
-      {1, 31, 64, 97, amx_kc, amx_kc + 33, 2 * amx_kc + 64}, {3, 5, 16, 17, 48, amx_mc + 19}, {1, 16, 17, 40, amx_nc + 48}, 12,
+      {1, 31, 64, 97, amx_kc, amx_kc + 33, 2 * amx_kc + 64}, {3, 5, 16, 17, 48, 200, amx_mc + 19}, {1, 16, 17, 40, amx_nc + 48}, 12,
       [&](std::size_t K, std::size_t M, std::size_t N, rng& r, thread_pool* pool) {
         const bool out_in = (K + M + N) % 2 == 0, accumulate = (M + N) % 3 == 0;
         CAPTURE(out_in);
@@ -480,7 +481,7 @@ TEST_CASE("int8 products on AMX tiles give the exact integer sums, rounded once"
 #if GRIFFIN_AMX_INT8
   using kernels::detail::amx_mc;
   const std::size_t min_rows = kernels::detail::amx_min_rows_int8;
-  check_amx_int8_gemm({min_rows, min_rows + 1, 48, amx_mc + 19}, [](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
+  check_amx_int8_gemm({min_rows, min_rows + 1, 48, 200, amx_mc + 19}, [](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {
     kernels::matmul(x, w, bias, y, accumulate, pool);
   });
   check_amx_int8_gemm({3, 5}, [](auto x, auto w, const float* bias, auto y, bool accumulate, thread_pool* pool) {

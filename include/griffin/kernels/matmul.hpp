@@ -1930,7 +1930,8 @@ inline void amx_int8_sums(const std::int32_t* c, std::size_t ra, std::size_t rb,
 // Output channels [n0, n1) of the AMX gemm, n0 a multiple of 32 and n1 - n0
 // at most amx_nc (amx_channels cuts a thread's share into such pieces):
 // cache blocks of amx_mc tokens x amx_kc / 32 k steps (the whole of K for
-// up to amx_whole_k_rows tokens); in each, a panel of 32 outputs is packed
+// up to amx_whole_k_rows tokens, or where the packed activations take at
+// most amx_whole_k_bytes); in each, a panel of 32 outputs is packed
 // once and passed by every pair of token tiles. Sums of all but the last k
 // block wait in cbuf. With `up`, each pair of token tiles also passes the up
 // half's panel of the same outputs, and the store writes
@@ -1947,7 +1948,8 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<T>
   constexpr std::size_t pair_sums = int8 ? 2048 : 1024;  // a pair of token tiles' sums for 32 outputs
   const std::size_t S = act.steps, M16 = (M + 15) / 16 * 16, halves = up ? 2 : 1;
   const std::size_t pairs_max = (std::min(amx_mc, M16) + 31) / 32;  // token tile pairs a block
-  const std::size_t kc_steps = M16 <= amx_whole_k_rows ? S : amx_kc / 32;
+  const bool whole_k = M16 <= amx_whole_k_rows || (M16 <= amx_mc && M16 * S * (act.step_bytes / 16) <= amx_whole_k_bytes);
+  const std::size_t kc_steps = whole_k ? S : amx_kc / 32;
   const std::size_t c_size = amx_nc / 32 * pairs_max * pair_sums, panel_size = 2 * kc_steps * 256;
   sum_t* cbuf = thread_buffer<c_tag, sum_t>(halves * c_size);
   std::uint32_t* panel = thread_buffer<panel_tag, std::uint32_t>(halves * panel_size);
