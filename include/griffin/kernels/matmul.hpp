@@ -1973,7 +1973,10 @@ inline void amx_piece(const amx_activations& act, std::size_t M, weights_view<T>
           // Whole rows of k are sequential reads the hardware prefetchers
           // follow; the prefetch is for k blocks (see amx_prefetch).
           if (kc_steps < S) next[h] = amx_next_panel(ws[h], n0, n1, np, s0, kc_steps, S);
-          next[h].per_step = (next[h].left + pairs * steps - 1) / (pairs * steps);
+          // Spread over the panel's tile steps: a call per pair of token
+          // tiles (bf16), per token tile (int8).
+          const std::size_t tile_steps = steps * (int8 ? mc / 16 : pairs);
+          next[h].per_step = (next[h].left + tile_steps - 1) / tile_steps;
         }
         for (std::size_t mt = mc0; mt < mc0 + mc; mt += 32) {
           const std::size_t ra = std::min<std::size_t>(2, (mc0 + mc - mt) / 16);  // token tiles
