@@ -83,9 +83,9 @@ inline void rg_lru_scalar(const rg_lru_args& a) {
 /// (the state h [E] carried in `a.h`), each batch of lanes one slice of
 /// channels. Walking a slice of channels down all T rows instead read each
 /// operand a row stride (10 KiB in the 2B model) apart, a page apart, which
-/// no hardware prefetcher follows: the 512-token scan of a 2B block took ~3
-/// ms on a Xeon with AMX, against ~1 ms row by row. Each channel's
-/// operations are the same either way, so are the bits.
+/// no hardware prefetcher follows: a 512 x 2560 scan, one thread, operands
+/// from memory, took 9.1-9.7 ms on a Xeon with AMX, against 2.6 ms row by
+/// row. Each channel's operations are the same either way, so are the bits.
 template <class Arch = default_arch>
 inline void rg_lru(const rg_lru_args& a) {
   using B = batch<Arch>;
